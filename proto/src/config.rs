@@ -1,0 +1,84 @@
+//! Limits and timeouts of a session (PROTOCOL.md §5).
+
+use std::time::Duration;
+
+/// The limits and timeouts of one session, for either role.
+///
+/// Every queue and map of the engine is bounded by a field of this struct;
+/// [`Config::default`] gives the defaults of PROTOCOL.md §5. Fields that only
+/// one role uses say so. Values of zero are raised to the smallest value that
+/// still lets a session make progress (see [`Config::normalized`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Server: how long to wait for the body frame (default 30 s).
+    /// On breach: `408` error frame, then `Close(1008)`.
+    pub body_timeout: Duration,
+    /// Largest inbound text frame, in bytes (default 16 MiB).
+    /// On breach: `413` error frame, then `Close(1009)`.
+    pub max_frame_size: usize,
+    /// Server: client requests in flight at once (default 64).
+    /// On breach: an error reply `429`.
+    /// Client: notifies in flight at once; on breach the command is refused.
+    pub max_client_requests: usize,
+    /// Default deadline of a request this side sends: server requests on the
+    /// server, notifies on the client (default 30 s).
+    pub request_timeout: Duration,
+    /// Server requests pending at once (default 64). On the server, a command
+    /// that would exceed it is refused; on the client, a server request past
+    /// it is answered with status `429` without reaching the application.
+    pub max_server_requests: usize,
+    /// Server: how long the end of a stream waits for the application's
+    /// replies to accepted client requests (default 5 s); unanswered ones are
+    /// then answered `504`.
+    pub drain_timeout: Duration,
+    /// How long to wait for the peer's close frame after sending ours
+    /// (default 5 s); then the session is over regardless.
+    pub close_timeout: Duration,
+    /// Outbound frames queued at once (default 64). Beyond it, commands that
+    /// send data are refused with [`Error::Full`](crate::Error::Full) until
+    /// [`ServerEvent::Writable`](crate::ServerEvent::Writable) (or its client
+    /// twin) says there is room.
+    pub max_queued_frames: usize,
+    /// Outbound bytes queued at once (default 1 MiB); as `max_queued_frames`.
+    pub max_queued_bytes: usize,
+    /// Server: agent-completion ids remembered for notify routing
+    /// (default 1024); the oldest are forgotten first.
+    pub max_emitted_ids: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            body_timeout: Duration::from_secs(30),
+            max_frame_size: 16 << 20,
+            max_client_requests: 64,
+            request_timeout: Duration::from_secs(30),
+            max_server_requests: 64,
+            drain_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(5),
+            max_queued_frames: 64,
+            max_queued_bytes: 1 << 20,
+            max_emitted_ids: 1024,
+        }
+    }
+}
+
+impl Config {
+    /// This config with every count raised to at least 1, so that a session
+    /// can always queue a frame and track a request. Sessions apply it on
+    /// construction.
+    pub fn normalized(mut self) -> Self {
+        for n in [
+            &mut self.max_frame_size,
+            &mut self.max_client_requests,
+            &mut self.max_server_requests,
+            &mut self.max_queued_frames,
+            &mut self.max_queued_bytes,
+            &mut self.max_emitted_ids,
+        ] {
+            *n = (*n).max(1);
+        }
+        self
+    }
+}

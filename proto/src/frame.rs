@@ -1,0 +1,101 @@
+//! What crosses the WebSocket, as the engine sees it.
+
+use std::fmt;
+
+/// A WebSocket close code (RFC 6455 §7.4; PROTOCOL.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: the stream finished normally.
+    pub const NORMAL: Self = Self(1000);
+    /// 1003: the body frame could not be used (bad JSON, binary).
+    pub const UNSUPPORTED: Self = Self(1003);
+    /// 1006: never sent; how a transport that died without a close is reported.
+    pub const ABNORMAL: Self = Self(1006);
+    /// 1008: the body did not arrive in time.
+    pub const POLICY: Self = Self(1008);
+    /// 1009: a frame was over the size limit.
+    pub const TOO_BIG: Self = Self(1009);
+    /// 1011: the stream could not be created, or failed.
+    pub const INTERNAL: Self = Self(1011);
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An inbound WebSocket message, as the transport delivered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbound<'a> {
+    /// A text frame (a whole message).
+    Text(&'a str),
+    /// A binary frame; it carries no meaning in this protocol.
+    Binary,
+    /// Liveness only; the WebSocket layer answers it.
+    Ping,
+    /// Liveness only.
+    Pong,
+    /// The peer's close frame, with its code if it had one.
+    Close(Option<CloseCode>),
+    /// A message the WebSocket layer refused for exceeding its size limit
+    /// (set it to [`Config::max_frame_size`](crate::Config::max_frame_size)).
+    Oversize,
+}
+
+/// A frame for the transport to send, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transmit {
+    /// A text frame holding one JSON value.
+    Text(String),
+    /// The close frame; nothing follows it.
+    Close(CloseCode),
+}
+
+impl Transmit {
+    /// The bytes this frame counts against the outbound queue's limit.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Close(_) => 2,
+        }
+    }
+
+    /// Whether this is an empty text frame (never produced by the engine).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::Text(t) if t.is_empty())
+    }
+
+    /// The text, if this is a text frame.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            Self::Close(_) => None,
+        }
+    }
+}
+
+/// How a session ended; reported exactly once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// This side sent the close frame with this code.
+    Local(CloseCode),
+    /// The peer sent a close frame first (with its code, if any).
+    Peer(Option<CloseCode>),
+    /// The transport ended without a close frame (reported as 1006).
+    TransportLost,
+}
+
+impl EndReason {
+    /// The close code that describes the end (1006 when the transport died,
+    /// 1005 when the peer's close carried no code).
+    pub fn code(self) -> CloseCode {
+        match self {
+            Self::Local(c) | Self::Peer(Some(c)) => c,
+            Self::Peer(None) => CloseCode(1005),
+            Self::TransportLost => CloseCode::ABNORMAL,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Randomness supplied by the caller, and the ids minted from it.
+
+use std::fmt::Write as _;
+
+/// A source of random bits, supplied by the caller: the engine never draws
+/// randomness of its own.
+///
+/// Ids minted from it are meant to be unguessable (PROTOCOL.md §3.2, §4), so
+/// production code should back it with a cryptographically strong generator
+/// (the runtime adapters use an OS-seeded one). Tests use [`SeededRandom`].
+pub trait RandomSource: Send {
+    /// 64 fresh random bits.
+    fn next_u64(&mut self) -> u64;
+}
+
+impl<F: FnMut() -> u64 + Send> RandomSource for F {
+    fn next_u64(&mut self) -> u64 {
+        self()
+    }
+}
+
+/// A deterministic generator (SplitMix64) for tests, fuzzing and replays.
+///
+/// Not unguessable: never use it where ids must be secret.
+#[derive(Clone, Debug)]
+pub struct SeededRandom(u64);
+
+impl SeededRandom {
+    /// A generator whose sequence is fixed by `seed`.
+    pub const fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+}
+
+impl RandomSource for SeededRandom {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// A fresh id: 128 random bits written as a version-4 UUID (122 of them
+/// survive the version and variant bits, as in any UUIDv4).
+pub fn mint_id(rng: &mut dyn RandomSource) -> String {
+    let hi = rng.next_u64();
+    let lo = rng.next_u64();
+    let hi = (hi & !0xF000) | 0x4000;
+    let lo = (lo & !(0b11 << 62)) | (0b10 << 62);
+    let mut s = String::with_capacity(36);
+    let _ = write!(
+        s,
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xFFFF,
+        hi & 0xFFFF,
+        lo >> 48,
+        lo & 0xFFFF_FFFF_FFFF
+    );
+    s
+}

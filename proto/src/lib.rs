@@ -1,0 +1,60 @@
+//! The sans-IO engine of wirestream: the streaming JSON protocol of the
+//! ObjectiveAI API (PROTOCOL.md) as plain values.
+//!
+//! A session takes inbound frames and the current time, and hands back
+//! frames to send, events for the application and its next deadline. It
+//! never touches a socket, a clock, a task or a lock, so every ordering,
+//! timeout and limit rule lives here and is tested in microseconds. The
+//! `wirestream-tokio` and `wirestream-smol` crates drive it over real
+//! WebSockets.
+//!
+//! ```
+//! use std::time::Instant;
+//! use wirestream_proto::{Config, Inbound, SeededRandom, ServerEvent, ServerSession, Transmit};
+//!
+//! let now = Instant::now();
+//! let mut server = ServerSession::new(Config::default(), now, SeededRandom::new(7));
+//! server.handle_frame(now, Inbound::Text(r#"{"messages":[]}"#));
+//! assert_eq!(server.poll_event(), Some(ServerEvent::Body(r#"{"messages":[]}"#.into())));
+//! let chunk = serde_json::json!({"id": "agc-1", "object": "agent.completion.chunk"});
+//! server.send_chunk_value(&chunk, ["agc-1"]).unwrap();
+//! server.finish(now).unwrap();
+//! assert!(matches!(server.poll_transmit(), Some(Transmit::Text(_))));
+//! assert_eq!(server.poll_transmit(), Some(Transmit::Close(wirestream_proto::CloseCode::NORMAL)));
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod classify;
+mod config;
+mod emitted;
+mod error;
+mod frame;
+mod ids;
+mod pending;
+mod queue;
+mod server;
+mod stats;
+mod transport;
+pub mod wire;
+
+pub use config::Config;
+pub use error::{Error, Outcome, Refused, RequestError};
+pub use frame::{CloseCode, EndReason, Inbound, Transmit};
+pub use ids::{RandomSource, SeededRandom, mint_id};
+pub use server::{Phase, ServerEvent, ServerSession};
+pub use stats::Stats;
+pub use transport::{Transport, body_wants_stream, select_transport, wants_websocket};
+pub use wire::{
+    ClientRequest, ClientRequestKind, ClientResponse, Headers, Json, ResponseError, ServerRequest,
+    ServerResponse,
+};

@@ -1,0 +1,128 @@
+//! Request bookkeeping as plain data (in the style of lsp-server's
+//! `req_queue`): ids in flight, their deadlines, arrival order. Every request
+//! leaves exactly once: removed by its answer, expired, or drained at the end.
+
+use std::collections::BTreeMap;
+use std::hash::RandomState;
+use std::time::Instant;
+
+use hashbrown::HashMap;
+
+#[derive(Debug)]
+struct Slot<V> {
+    seq: u64,
+    deadline: Option<Instant>,
+    value: V,
+}
+
+/// Requests in flight, keyed by id. Ids may be chosen by the peer, so the map
+/// uses std's randomly keyed SipHash, which stays fast under adversarial keys.
+#[derive(Debug)]
+pub(crate) struct Pending<V> {
+    slots: HashMap<Box<str>, Slot<V>, RandomState>,
+    deadlines: BTreeMap<(Instant, u64), Box<str>>,
+    next_seq: u64,
+}
+
+impl<V> Pending<V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: HashMap::with_hasher(RandomState::new()),
+            deadlines: BTreeMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.slots.contains_key(id)
+    }
+
+    /// Adds a request; `false` (and nothing changes) if `id` is in flight.
+    pub(crate) fn insert(&mut self, id: &str, deadline: Option<Instant>, value: V) -> bool {
+        if self.slots.contains_key(id) {
+            return false;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, seq), id.into());
+        }
+        self.slots.insert(
+            id.into(),
+            Slot {
+                seq,
+                deadline,
+                value,
+            },
+        );
+        true
+    }
+
+    /// Ends a request by its answer.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<V> {
+        let slot = self.slots.remove(id)?;
+        if let Some(d) = slot.deadline {
+            self.deadlines.remove(&(d, slot.seq));
+        }
+        Some(slot.value)
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first_key_value().map(|(&(d, _), _)| d)
+    }
+
+    /// Ends every request whose deadline is at or before `now`, earliest first.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(Box<str>, V)> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.deadlines.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let id = entry.remove();
+            if let Some(slot) = self.slots.remove(&id) {
+                out.push((id, slot.value));
+            }
+        }
+        out
+    }
+
+    /// Ends every request, in arrival order.
+    pub(crate) fn drain(&mut self) -> Vec<(Box<str>, V)> {
+        self.deadlines.clear();
+        let mut all: Vec<_> = self.slots.drain().collect();
+        all.sort_unstable_by_key(|(_, slot)| slot.seq);
+        all.into_iter().map(|(id, slot)| (id, slot.value)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pending;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn pending_requests_end_exactly_once() {
+        let t0 = Instant::now();
+        let mut p = Pending::new();
+        assert!(p.insert("a", Some(t0 + Duration::from_secs(2)), 1));
+        assert!(p.insert("b", Some(t0 + Duration::from_secs(1)), 2));
+        assert!(p.insert("c", None, 3));
+        assert!(!p.insert("a", None, 9), "duplicate ids are refused");
+        assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        let expired = p.expire(t0 + Duration::from_secs(1));
+        assert_eq!(expired, vec![("b".into(), 2)]);
+        assert_eq!(p.remove("b"), None);
+        assert_eq!(p.remove("a"), Some(1));
+        assert_eq!(p.next_deadline(), None);
+        assert_eq!(p.drain(), vec![("c".into(), 3)]);
+        assert!(p.is_empty());
+    }
+}

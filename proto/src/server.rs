@@ -1,0 +1,628 @@
+//! The server session (PROTOCOL.md §2, §3, §5, §6): the API side of one
+//! WebSocket connection.
+
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::classify::{ServerFrame, classify_server};
+use crate::config::Config;
+use crate::emitted::EmittedIds;
+use crate::error::{Error, Outcome, Refused, RequestError};
+use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
+use crate::ids::{RandomSource, mint_id};
+use crate::pending::Pending;
+use crate::queue::Outbound;
+use crate::stats::Stats;
+use crate::wire::{
+    ClientRequest, ClientRequestKind, ClientResponse, Headers, HttpFrame, ResponseError,
+    ServerResponse, frame,
+};
+
+/// Where a session is in its life (PROTOCOL.md §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Server: waiting for the body frame.
+    AwaitingBody,
+    /// Chunks and envelopes flow.
+    Streaming,
+    /// Server: the stream is finished; waiting for the application's replies
+    /// to accepted client requests before `Close(1000)`.
+    Draining,
+    /// This side sent its close frame; waiting for the peer's (or the close
+    /// timeout). Nothing more is sent.
+    Closing,
+    /// Over: the transport can be dropped.
+    Closed,
+}
+
+/// Something the server application must act on or may observe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// The body frame, as text. Parse it as the endpoint's body type; if that
+    /// fails, call [`ServerSession::reject_body`].
+    Body(String),
+    /// A client request to handle and answer with
+    /// [`ServerSession::respond`]. Its `response_id` is one this session has
+    /// emitted.
+    Request(ClientRequest<'static>),
+    /// A server request ended: answered, timed out, or cut by the session's
+    /// end. Each request sent ends exactly once.
+    ServerRequestEnded {
+        /// The id [`ServerSession::send_server_request`] returned.
+        id: String,
+        /// How it ended.
+        outcome: Outcome<ServerResponse<'static>>,
+    },
+    /// The outbound queue has room again after a command was refused with
+    /// [`Error::Full`].
+    Writable,
+    /// The session ended (reported exactly once).
+    End(EndReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    AwaitingBody { deadline: Option<Instant> },
+    Streaming,
+    Draining { deadline: Option<Instant> },
+    Closing { deadline: Option<Instant> },
+    Closed,
+}
+
+/// The server side of one connection, as a plain value.
+///
+/// It never touches a socket, a clock or a task. Methods come in four groups:
+///
+/// - getters (`&self`): [`phase`](Self::phase), [`stats`](Self::stats), …;
+/// - `handle_*(now, …)`: what arrived: a [frame](Self::handle_frame), a
+///   [timeout](Self::handle_timeout), the [transport's end](Self::handle_transport_lost);
+/// - commands from the application: [`send_chunk`](Self::send_chunk),
+///   [`finish`](Self::finish), [`fail`](Self::fail),
+///   [`reject_body`](Self::reject_body), [`respond`](Self::respond),
+///   [`send_server_request`](Self::send_server_request);
+/// - `poll_*`: what the session produced: [frames to send](Self::poll_transmit),
+///   [events](Self::poll_event), and [the next deadline](Self::poll_timeout).
+///
+/// **After every handle or command, drain the polls**: send every frame
+/// `poll_transmit` yields, take every event, then arm one timer at
+/// `poll_timeout` and call `handle_timeout` when it fires. Stop feeding
+/// frames while [`wants_input`](Self::wants_input) is false.
+///
+/// The peer's mistakes never come back as errors: they are answered on the
+/// wire as PROTOCOL.md says. Errors returned by commands are the
+/// application's, and leave the session unchanged.
+pub struct ServerSession {
+    config: Config,
+    state: State,
+    rng: Box<dyn RandomSource>,
+    out: Outbound,
+    events: VecDeque<ServerEvent>,
+    emitted: EmittedIds,
+    /// Accepted client requests, by id; the value is their `response_id`.
+    client_requests: Pending<Box<str>>,
+    server_requests: Pending<()>,
+    stats: Stats,
+    minted: u64,
+}
+
+impl std::fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("state", &self.state)
+            .field("queued", &self.out.len())
+            .field("client_requests", &self.client_requests.len())
+            .field("server_requests", &self.server_requests.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn no_longer_running(response_id: &str) -> String {
+    format!("response_id {response_id:?} is no longer running")
+}
+
+impl ServerSession {
+    /// A session whose WebSocket handshake completed at `now`; the body
+    /// timeout starts counting. Server request ids are minted from `rng`.
+    pub fn new(config: Config, now: Instant, rng: impl RandomSource + 'static) -> Self {
+        let config = config.normalized();
+        Self {
+            state: State::AwaitingBody {
+                deadline: now.checked_add(config.body_timeout),
+            },
+            rng: Box::new(rng),
+            out: Outbound::new(config.max_queued_frames, config.max_queued_bytes),
+            events: VecDeque::new(),
+            emitted: EmittedIds::new(config.max_emitted_ids),
+            client_requests: Pending::new(),
+            server_requests: Pending::new(),
+            stats: Stats::default(),
+            minted: 0,
+            config,
+        }
+    }
+
+    // ---- getters ----
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the session is in its life.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::AwaitingBody { .. } => Phase::AwaitingBody,
+            State::Streaming => Phase::Streaming,
+            State::Draining { .. } => Phase::Draining,
+            State::Closing { .. } => Phase::Closing,
+            State::Closed => Phase::Closed,
+        }
+    }
+
+    /// Whether the session is over and the transport can be dropped (after
+    /// sending what [`poll_transmit`](Self::poll_transmit) still yields).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether the driver should read the next inbound frame. False while
+    /// the outbound queue is over its limits (so replies to a peer that does
+    /// not read cannot pile up) and once the session is closed.
+    pub fn wants_input(&self) -> bool {
+        self.state != State::Closed && !self.out.is_full()
+    }
+
+    /// Counters of dropped, refused and sent frames.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            forgotten_ids: self.emitted.forgotten(),
+            ..self.stats
+        }
+    }
+
+    /// Client requests accepted and not yet answered.
+    pub fn client_requests_in_flight(&self) -> usize {
+        self.client_requests.len()
+    }
+
+    /// Server requests sent and not yet ended.
+    pub fn server_requests_pending(&self) -> usize {
+        self.server_requests.len()
+    }
+
+    /// Frames waiting in the outbound queue.
+    pub fn queued_frames(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Bytes waiting in the outbound queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.bytes()
+    }
+
+    /// Whether `id` is an agent-completion id this session emitted and still
+    /// remembers.
+    pub fn has_emitted(&self, id: &str) -> bool {
+        self.emitted.contains(id)
+    }
+
+    /// Agent-completion ids remembered (at most
+    /// [`Config::max_emitted_ids`]).
+    pub fn emitted_ids(&self) -> usize {
+        self.emitted.len()
+    }
+
+    // ---- handle ----
+
+    /// Feeds one inbound WebSocket message.
+    pub fn handle_frame(&mut self, now: Instant, frame: Inbound<'_>) {
+        match self.state {
+            State::Closed => return,
+            State::Closing { .. } => {
+                // Only the peer's close matters now; it completes the handshake.
+                if let Inbound::Close(_) = frame {
+                    self.terminate();
+                }
+                return;
+            }
+            _ => {}
+        }
+        let awaiting_body = matches!(self.state, State::AwaitingBody { .. });
+        match frame {
+            Inbound::Ping | Inbound::Pong => {}
+            Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
+            Inbound::Oversize => self.too_large(now, None),
+            Inbound::Text(t) if t.len() > self.config.max_frame_size => {
+                self.too_large(now, Some(t.len()));
+            }
+            Inbound::Binary if awaiting_body => self.end(
+                now,
+                Some(ResponseError::new(
+                    400,
+                    "expected text body frame, got binary",
+                )),
+                CloseCode::UNSUPPORTED,
+            ),
+            Inbound::Binary => self.stats.binary_frames += 1,
+            Inbound::Text(t) if awaiting_body => {
+                self.state = State::Streaming;
+                self.events.push_back(ServerEvent::Body(t.to_owned()));
+            }
+            Inbound::Text(t) => self.on_envelope(t),
+        }
+    }
+
+    /// Feeds the passing of time: call it when the instant
+    /// [`poll_timeout`](Self::poll_timeout) returned has come. Early or
+    /// repeated calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (id, ()) in self.server_requests.expire(now) {
+            self.events.push_back(ServerEvent::ServerRequestEnded {
+                id: id.into(),
+                outcome: Outcome::TimedOut,
+            });
+        }
+        match self.state {
+            State::AwaitingBody { deadline: Some(d) } if now >= d => {
+                let message = format!("no body frame within {:?}", self.config.body_timeout);
+                self.end(
+                    now,
+                    Some(ResponseError::new(408, &message)),
+                    CloseCode::POLICY,
+                );
+            }
+            State::Draining { deadline: Some(d) } if now >= d => {
+                for (id, _) in self.client_requests.drain() {
+                    self.refuse(&id, 504, "no reply within the drain timeout");
+                }
+                self.end(now, None, CloseCode::NORMAL);
+            }
+            State::Closing { deadline: Some(d) } if now >= d => self.terminate(),
+            _ => {}
+        }
+    }
+
+    /// Feeds the end of the transport (EOF or an I/O error) without a close
+    /// frame: the session ends at once, pending server requests with it.
+    pub fn handle_transport_lost(&mut self, _now: Instant) {
+        match self.state {
+            State::Closed => {}
+            State::Closing { .. } => self.terminate(),
+            _ => self.peer_gone(EndReason::TransportLost),
+        }
+    }
+
+    // ---- commands ----
+
+    /// Refuses the body the application could not use: sends
+    /// `{"code":400,"message":"failed to deserialize body frame: <reason>"}`
+    /// and `Close(1003)`. Only before the first chunk.
+    pub fn reject_body(&mut self, now: Instant, reason: impl Display) -> Result<(), Error> {
+        self.streaming()?;
+        if self.stats.chunks > 0 {
+            return Err(Error::AlreadyStreaming);
+        }
+        let message = format!("failed to deserialize body frame: {reason}");
+        self.end(
+            now,
+            Some(ResponseError::new(400, &message)),
+            CloseCode::UNSUPPORTED,
+        );
+        Ok(())
+    }
+
+    /// Queues a chunk, already serialized, and remembers the agent-completion
+    /// ids it carries so that notifies naming them are routed. Refused (the
+    /// chunk handed back) when the queue is full or the stream is not open.
+    pub fn send_chunk<I>(
+        &mut self,
+        chunk: Box<RawValue>,
+        ids: I,
+    ) -> Result<(), Refused<Box<RawValue>>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        if let Err(error) = self.streaming().and_then(|()| self.admit()) {
+            return Err(Refused {
+                error,
+                value: chunk,
+            });
+        }
+        self.push_chunk(Box::<str>::from(chunk).into_string(), ids);
+        Ok(())
+    }
+
+    /// Serializes `chunk` (once, into the frame) and queues it, as
+    /// [`send_chunk`](Self::send_chunk).
+    pub fn send_chunk_value<T, I>(&mut self, chunk: &T, ids: I) -> Result<(), Error>
+    where
+        T: Serialize + ?Sized,
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.streaming()?;
+        self.admit()?;
+        let text = serde_json::to_string(chunk)?;
+        self.push_chunk(text, ids);
+        Ok(())
+    }
+
+    /// Ends the stream successfully. Once every accepted client request is
+    /// answered (or the drain timeout answers the rest `504`), sends
+    /// `Close(1000)`.
+    pub fn finish(&mut self, now: Instant) -> Result<(), Error> {
+        self.streaming()?;
+        if self.client_requests.is_empty() {
+            self.end(now, None, CloseCode::NORMAL);
+        } else {
+            self.state = State::Draining {
+                deadline: now.checked_add(self.config.drain_timeout),
+            };
+        }
+        Ok(())
+    }
+
+    /// Ends the stream as failed (or never created): answers accepted client
+    /// requests `404`, then sends the error frame and `Close(1011)`.
+    pub fn fail(&mut self, now: Instant, error: &ResponseError<'_>) -> Result<(), Error> {
+        match self.state {
+            State::AwaitingBody { .. } | State::Streaming => {
+                self.end(now, Some(error.clone()), CloseCode::INTERNAL);
+                Ok(())
+            }
+            State::Draining { .. } => Err(Error::Finished),
+            State::Closing { .. } | State::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Answers the client request `id`: `Ok(())` sends `{"type":"ok"}`, an
+    /// error sends `{"type":"error"}` with its code and message. Always
+    /// admitted (replies are bounded by the in-flight limit).
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: &str,
+        result: Result<(), RequestError>,
+    ) -> Result<(), Error> {
+        if matches!(self.state, State::Closing { .. } | State::Closed) {
+            return Err(Error::Closed);
+        }
+        if self.client_requests.remove(id).is_none() {
+            return Err(Error::UnknownRequest);
+        }
+        let reply = match &result {
+            Ok(()) => frame(&ClientResponse::Ok { id: id.into() }),
+            Err(e) => frame(&ClientResponse::Error {
+                id: id.into(),
+                code: e.code,
+                message: e.message.as_str().into(),
+            }),
+        };
+        self.out.push(Transmit::Text(reply));
+        if matches!(self.state, State::Draining { .. }) && self.client_requests.is_empty() {
+            self.end(now, None, CloseCode::NORMAL);
+        }
+        Ok(())
+    }
+
+    /// Sends a server request (an HTTP request forwarded to the client) and
+    /// returns its freshly minted id. It ends exactly once, reported by
+    /// [`ServerEvent::ServerRequestEnded`]: answered, timed out after
+    /// `timeout` (default [`Config::request_timeout`]), or cut by the end of
+    /// the session. Allowed once the body has arrived, before the first chunk
+    /// too (a stream's setup may depend on it).
+    pub fn send_server_request(
+        &mut self,
+        now: Instant,
+        method: &str,
+        headers: &Headers<'_>,
+        body: Option<&RawValue>,
+        timeout: Option<Duration>,
+    ) -> Result<String, Error> {
+        self.streaming()?;
+        if self.server_requests.len() >= self.config.max_server_requests {
+            return Err(Error::TooManyRequests);
+        }
+        self.admit()?;
+        let mut id = mint_id(&mut *self.rng);
+        if self.server_requests.contains(&id) {
+            // Only a degenerate RandomSource repeats 122 random bits.
+            id = format!("{id}-{}", self.minted);
+        }
+        self.minted += 1;
+        let text = frame(&HttpFrame {
+            id: &id,
+            head: ("method", method),
+            headers,
+            body,
+        });
+        let deadline = now.checked_add(timeout.unwrap_or(self.config.request_timeout));
+        self.server_requests.insert(&id, deadline, ());
+        self.out.push(Transmit::Text(text));
+        Ok(id)
+    }
+
+    // ---- polls ----
+
+    /// The next frame to send, in order. The close frame is the last ever.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let (frame, unblocked) = self.out.pop();
+        if unblocked && self.state == State::Streaming {
+            self.events.push_back(ServerEvent::Writable);
+        }
+        frame
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called;
+    /// `None` when nothing is timed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let phase = match self.state {
+            State::AwaitingBody { deadline }
+            | State::Draining { deadline }
+            | State::Closing { deadline } => deadline,
+            State::Streaming | State::Closed => None,
+        };
+        match (phase, self.server_requests.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- internals ----
+
+    fn streaming(&self) -> Result<(), Error> {
+        match self.state {
+            State::Streaming => Ok(()),
+            State::AwaitingBody { .. } => Err(Error::AwaitingBody),
+            State::Draining { .. } => Err(Error::Finished),
+            State::Closing { .. } | State::Closed => Err(Error::Closed),
+        }
+    }
+
+    fn admit(&mut self) -> Result<(), Error> {
+        if self.out.admit() {
+            Ok(())
+        } else {
+            Err(Error::Full)
+        }
+    }
+
+    fn push_chunk<I>(&mut self, text: String, ids: I)
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        for id in ids {
+            self.emitted.insert(id.as_ref());
+        }
+        self.out.push(Transmit::Text(text));
+        self.stats.chunks += 1;
+    }
+
+    fn on_envelope(&mut self, text: &str) {
+        match classify_server(text) {
+            ServerFrame::Junk => self.stats.junk_frames += 1,
+            ServerFrame::BadRequest { id, message } => self.refuse(&id, 400, &message),
+            ServerFrame::Request(request) => self.on_client_request(request),
+            ServerFrame::Response(response) => {
+                if self.server_requests.remove(&response.id).is_some() {
+                    self.events.push_back(ServerEvent::ServerRequestEnded {
+                        id: response.id.clone().into_owned(),
+                        outcome: Outcome::Answered(response.into_owned()),
+                    });
+                } else {
+                    self.stats.unknown_responses += 1;
+                }
+            }
+        }
+    }
+
+    fn on_client_request(&mut self, request: ClientRequest<'_>) {
+        let ClientRequestKind::AgentCompletionNotify { response_id, .. } = &request.kind;
+        let max = self.config.max_client_requests;
+        let refusal = if self.client_requests.contains(&request.id) {
+            Some((
+                409,
+                format!("request id {:?} is already in flight", request.id),
+            ))
+        } else if matches!(self.state, State::Draining { .. }) {
+            Some((404, no_longer_running(response_id)))
+        } else if !self.emitted.contains(response_id) {
+            Some((
+                404,
+                format!("response_id {response_id:?} not from this stream"),
+            ))
+        } else if self.client_requests.len() >= max {
+            Some((
+                429,
+                format!("too many client requests in flight (limit {max})"),
+            ))
+        } else {
+            None
+        };
+        match refusal {
+            Some((code, message)) => self.refuse(&request.id, code, &message),
+            None => {
+                self.client_requests
+                    .insert(&request.id, None, response_id.as_ref().into());
+                self.events
+                    .push_back(ServerEvent::Request(request.into_owned()));
+            }
+        }
+    }
+
+    /// Answers a client request the application never sees.
+    fn refuse(&mut self, id: &str, code: u16, message: &str) {
+        self.stats.refused_requests += 1;
+        self.out.push(Transmit::Text(frame(&ClientResponse::Error {
+            id: id.into(),
+            code,
+            message: message.into(),
+        })));
+    }
+
+    fn too_large(&mut self, now: Instant, len: Option<usize>) {
+        let max = self.config.max_frame_size;
+        let message = match len {
+            Some(n) => format!("frame of {n} bytes exceeds the limit of {max} bytes"),
+            None => format!("frame exceeds the limit of {max} bytes"),
+        };
+        self.end(
+            now,
+            Some(ResponseError::new(413, &message)),
+            CloseCode::TOO_BIG,
+        );
+    }
+
+    /// This side closes: every accepted client request is answered first,
+    /// then the error frame (if any), then the close frame, the last frame
+    /// ever; pending server requests end with the session.
+    fn end(&mut self, now: Instant, error: Option<ResponseError<'_>>, code: CloseCode) {
+        for (id, response_id) in self.client_requests.drain() {
+            self.refuse(&id, 404, &no_longer_running(&response_id));
+        }
+        if let Some(error) = error {
+            self.out.push(Transmit::Text(frame(&error)));
+        }
+        self.out.push(Transmit::Close(code));
+        self.state = State::Closing {
+            deadline: now.checked_add(self.config.close_timeout),
+        };
+        self.end_server_requests();
+        self.events
+            .push_back(ServerEvent::End(EndReason::Local(code)));
+    }
+
+    /// The peer closed or vanished: nothing more can be delivered.
+    fn peer_gone(&mut self, reason: EndReason) {
+        self.client_requests.drain();
+        self.terminate();
+        self.end_server_requests();
+        self.events.push_back(ServerEvent::End(reason));
+    }
+
+    fn end_server_requests(&mut self) {
+        for (id, ()) in self.server_requests.drain() {
+            self.events.push_back(ServerEvent::ServerRequestEnded {
+                id: id.into(),
+                outcome: Outcome::SessionEnded,
+            });
+        }
+    }
+
+    fn terminate(&mut self) {
+        self.state = State::Closed;
+        self.out.shut();
+    }
+}
