@@ -35,6 +35,7 @@
 )]
 
 pub mod classify;
+mod client;
 mod config;
 mod emitted;
 mod error;
@@ -42,15 +43,20 @@ mod frame;
 mod ids;
 mod pending;
 mod queue;
+mod registry;
 mod server;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
 pub mod wire;
 
+pub use client::{ClientEvent, ClientSession};
 pub use config::Config;
 pub use error::{Error, Outcome, Refused, RequestError};
 pub use frame::{CloseCode, EndReason, Inbound, Transmit};
 pub use ids::{RandomSource, SeededRandom, mint_id};
+pub use registry::{ConnectionId, Registered, Registry, RegistryError, RegistryLimits};
 pub use server::{Phase, ServerEvent, ServerSession};
 pub use stats::Stats;
 pub use transport::{Transport, body_wants_stream, select_transport, wants_websocket};

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use hashbrown::HashMap;
 
+use crate::ids::{RandomSource, mint_id};
+
 #[derive(Debug)]
 struct Slot<V> {
     seq: u64,
@@ -43,6 +45,18 @@ impl<V> Pending<V> {
 
     pub(crate) fn contains(&self, id: &str) -> bool {
         self.slots.contains_key(id)
+    }
+
+    /// A fresh id (see [`mint_id`]) that is not in flight.
+    pub(crate) fn fresh_id(&self, rng: &mut dyn RandomSource) -> String {
+        let mut id = mint_id(rng);
+        let mut n = 0u64;
+        while self.contains(&id) {
+            // Only a degenerate RandomSource repeats 122 random bits.
+            id = format!("{}-{n}", mint_id(rng));
+            n += 1;
+        }
+        id
     }
 
     /// Adds a request; `false` (and nothing changes) if `id` is in flight.

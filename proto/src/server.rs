@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::emitted::EmittedIds;
 use crate::error::{Error, Outcome, Refused, RequestError};
 use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
-use crate::ids::{RandomSource, mint_id};
+use crate::ids::RandomSource;
 use crate::pending::Pending;
 use crate::queue::Outbound;
 use crate::stats::Stats;
@@ -106,7 +106,6 @@ pub struct ServerSession {
     client_requests: Pending<Box<str>>,
     server_requests: Pending<()>,
     stats: Stats,
-    minted: u64,
 }
 
 impl std::fmt::Debug for ServerSession {
@@ -141,7 +140,6 @@ impl ServerSession {
             client_requests: Pending::new(),
             server_requests: Pending::new(),
             stats: Stats::default(),
-            minted: 0,
             config,
         }
     }
@@ -430,12 +428,7 @@ impl ServerSession {
             return Err(Error::TooManyRequests);
         }
         self.admit()?;
-        let mut id = mint_id(&mut *self.rng);
-        if self.server_requests.contains(&id) {
-            // Only a degenerate RandomSource repeats 122 random bits.
-            id = format!("{id}-{}", self.minted);
-        }
-        self.minted += 1;
+        let id = self.server_requests.fresh_id(&mut *self.rng);
         let text = frame(&HttpFrame {
             id: &id,
             head: ("method", method),

@@ -1,0 +1,320 @@
+//! Test support (feature `testing`): a client session and a server session
+//! back to back in memory, on a fake clock that jumps to the earliest
+//! deadline (like quinn-proto's `Pair` and h11's `ConnectionPair`).
+//!
+//! The pair plays the WebSocket layer too: it carries frames in order,
+//! echoes a close frame the way tungstenite does, and never delivers a frame
+//! to a side that does not [want input](crate::ServerSession::wants_input).
+//! Events are collected for the test to inspect and act on.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+use crate::client::{ClientEvent, ClientSession};
+use crate::config::Config;
+use crate::frame::{CloseCode, Inbound, Transmit};
+use crate::ids::SeededRandom;
+use crate::server::{ServerEvent, ServerSession};
+
+/// A frame on the wire between the two sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum WireFrame {
+    Text(String),
+    Close(CloseCode),
+}
+
+/// One direction of the simulated WebSocket.
+#[derive(Debug, Default)]
+struct Pipe {
+    frames: VecDeque<WireFrame>,
+    /// This direction carried a close frame: nothing more may enter it.
+    closed: bool,
+}
+
+impl Pipe {
+    fn send(&mut self, frame: WireFrame) {
+        if !self.closed {
+            self.closed = matches!(frame, WireFrame::Close(_));
+            self.frames.push_back(frame);
+        }
+    }
+}
+
+/// Which side of a [`Pair`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The client session.
+    Client,
+    /// The server session.
+    Server,
+}
+
+/// A frame that crossed the wire, for transcripts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crossed {
+    /// Who sent it.
+    pub from: Side,
+    /// The text of a text frame, or `Close(N)`.
+    pub frame: String,
+}
+
+/// The pair did not go idle within the step budget of
+/// [`Pair::drive_bounded`]: a livelock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stalled;
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the pair did not go idle within its step budget")
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+/// A client and a server session connected in memory.
+#[derive(Debug)]
+pub struct Pair {
+    /// The client session.
+    pub client: ClientSession,
+    /// The server session.
+    pub server: ServerSession,
+    /// The fake clock.
+    pub now: Instant,
+    /// Client events not yet taken by the test.
+    pub client_events: VecDeque<ClientEvent>,
+    /// Server events not yet taken by the test.
+    pub server_events: VecDeque<ServerEvent>,
+    /// Every frame that crossed, in order.
+    pub transcript: Vec<Crossed>,
+    to_server: Pipe,
+    to_client: Pipe,
+}
+
+impl Pair {
+    /// Both sessions with `config`, the client sending `body`; nothing has
+    /// moved yet.
+    pub fn new(config: Config, body: &str) -> Self {
+        Self::with_configs(config.clone(), config, body)
+    }
+
+    /// As [`new`](Self::new), with a config for each side (to test one
+    /// side's limits against a more generous peer).
+    pub fn with_configs(client: Config, server: Config, body: &str) -> Self {
+        let now = Instant::now();
+        let body = RawValue::from_string(body.to_owned()).unwrap_or_default();
+        Self {
+            client: ClientSession::new(client, body, SeededRandom::new(1)),
+            server: ServerSession::new(server, now, SeededRandom::new(2)),
+            now,
+            client_events: VecDeque::new(),
+            server_events: VecDeque::new(),
+            transcript: Vec::new(),
+            to_server: Pipe::default(),
+            to_client: Pipe::default(),
+        }
+    }
+
+    /// Moves what each side queued onto the wire, then delivers what each
+    /// side can take, and collects events. Returns whether anything moved.
+    pub fn step(&mut self) -> bool {
+        let mut moved = false;
+        while let Some(t) = self.client.poll_transmit() {
+            moved |= self.send(Side::Client, t);
+        }
+        while let Some(t) = self.server.poll_transmit() {
+            moved |= self.send(Side::Server, t);
+        }
+        moved |= self.deliver(Side::Server);
+        moved |= self.deliver(Side::Client);
+        self.collect();
+        moved
+    }
+
+    /// Steps until nothing moves; fails after `max_steps` steps.
+    pub fn drive_bounded(&mut self, max_steps: usize) -> Result<(), Stalled> {
+        for _ in 0..max_steps {
+            if !self.step() {
+                return Ok(());
+            }
+        }
+        Err(Stalled)
+    }
+
+    /// [`drive_bounded`](Self::drive_bounded) with a budget of 10 000 steps,
+    /// panicking on a livelock.
+    pub fn drive(&mut self) {
+        if let Err(e) = self.drive_bounded(10_000) {
+            #[allow(clippy::panic)]
+            {
+                panic!("{e}: {self:?}")
+            }
+        }
+    }
+
+    /// The earliest deadline of either side.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (self.client.poll_timeout(), self.server.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Jumps the clock to the earliest deadline and hands both sides the
+    /// timeout; `false` when nothing is timed.
+    pub fn advance_to_next_deadline(&mut self) -> bool {
+        let Some(deadline) = self.next_deadline() else {
+            return false;
+        };
+        self.now = self.now.max(deadline);
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+        self.collect();
+        true
+    }
+
+    /// Moves the clock forward by `by` and hands both sides the timeout.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+        self.collect();
+    }
+
+    /// Drives, then jumps deadlines, until both sides are closed or
+    /// `max_rounds` rounds pass; returns whether both closed.
+    pub fn run_to_end(&mut self, max_rounds: usize) -> bool {
+        for _ in 0..max_rounds {
+            self.drive();
+            if self.client.is_closed() && self.server.is_closed() {
+                return true;
+            }
+            if !self.advance_to_next_deadline() {
+                return self.client.is_closed() && self.server.is_closed();
+            }
+        }
+        false
+    }
+
+    /// Cuts the transport: both sides see it end without a close frame.
+    pub fn cut(&mut self) {
+        self.to_client = Pipe {
+            closed: true,
+            ..Pipe::default()
+        };
+        self.to_server = Pipe {
+            closed: true,
+            ..Pipe::default()
+        };
+        self.client.handle_transport_lost(self.now);
+        self.server.handle_transport_lost(self.now);
+        self.collect();
+    }
+
+    /// Puts a text frame on the wire to the server as if the client had sent
+    /// it (for clients that are not this engine).
+    pub fn inject_to_server(&mut self, text: &str) {
+        self.transcript.push(Crossed {
+            from: Side::Client,
+            frame: text.to_owned(),
+        });
+        self.to_server.send(WireFrame::Text(text.to_owned()));
+    }
+
+    /// Puts a text frame on the wire to the client as if the server had sent
+    /// it.
+    pub fn inject_to_client(&mut self, text: &str) {
+        self.transcript.push(Crossed {
+            from: Side::Server,
+            frame: text.to_owned(),
+        });
+        self.to_client.send(WireFrame::Text(text.to_owned()));
+    }
+
+    /// Takes the server's events so far.
+    pub fn take_server_events(&mut self) -> Vec<ServerEvent> {
+        self.server_events.drain(..).collect()
+    }
+
+    /// Takes the client's events so far.
+    pub fn take_client_events(&mut self) -> Vec<ClientEvent> {
+        self.client_events.drain(..).collect()
+    }
+
+    fn send(&mut self, from: Side, t: Transmit) -> bool {
+        let frame = match t {
+            Transmit::Text(t) => WireFrame::Text(t),
+            Transmit::Close(c) => WireFrame::Close(c),
+        };
+        let pipe = match from {
+            Side::Client => &mut self.to_server,
+            Side::Server => &mut self.to_client,
+        };
+        if pipe.closed {
+            return false;
+        }
+        self.transcript.push(Crossed {
+            from,
+            frame: match &frame {
+                WireFrame::Text(t) => t.clone(),
+                WireFrame::Close(c) => format!("Close({c})"),
+            },
+        });
+        pipe.send(frame);
+        true
+    }
+
+    fn deliver(&mut self, to: Side) -> bool {
+        let mut moved = false;
+        loop {
+            let wants = match to {
+                Side::Client => self.client.wants_input(),
+                Side::Server => self.server.wants_input(),
+            };
+            let pipe = match to {
+                Side::Client => &mut self.to_client,
+                Side::Server => &mut self.to_server,
+            };
+            if !wants {
+                return moved;
+            }
+            let Some(frame) = pipe.frames.pop_front() else {
+                return moved;
+            };
+            moved = true;
+            let now = self.now;
+            let inbound = match &frame {
+                WireFrame::Text(t) => Inbound::Text(t),
+                WireFrame::Close(c) => Inbound::Close(Some(*c)),
+            };
+            match to {
+                Side::Client => self.client.handle_frame(now, inbound),
+                Side::Server => self.server.handle_frame(now, inbound),
+            }
+            if let WireFrame::Close(c) = frame {
+                // The WebSocket layer echoes a close it did not start.
+                let back = match to {
+                    Side::Client => &mut self.to_server,
+                    Side::Server => &mut self.to_client,
+                };
+                if !back.closed {
+                    self.transcript.push(Crossed {
+                        from: to,
+                        frame: format!("Close({c})"),
+                    });
+                    back.send(WireFrame::Close(c));
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self) {
+        while let Some(e) = self.client.poll_event() {
+            self.client_events.push_back(e);
+        }
+        while let Some(e) = self.server.poll_event() {
+            self.server_events.push_back(e);
+        }
+    }
+}

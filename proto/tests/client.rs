@@ -1,0 +1,385 @@
+//! Transcript tests of the client session: PROTOCOL.md §2 and §3 from the
+//! client's side (§3.3, client column), on a fake clock.
+
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use wirestream_proto::{
+    ClientEvent, ClientSession, CloseCode, Config, EndReason, Error, Headers, Inbound, Outcome,
+    Phase, RequestError, SeededRandom, Transmit,
+};
+
+struct Cli {
+    c: ClientSession,
+    now: Instant,
+}
+
+fn client_with(config: Config) -> Cli {
+    let body = RawValue::from_string(r#"{"messages":[],"stream":true}"#.into()).unwrap();
+    let mut t = Cli {
+        c: ClientSession::new(config, body, SeededRandom::new(9)),
+        now: Instant::now(),
+    };
+    assert_eq!(t.out(), [r#"{"messages":[],"stream":true}"#]);
+    t
+}
+
+fn client() -> Cli {
+    client_with(Config::default())
+}
+
+fn raw(s: &str) -> Box<RawValue> {
+    RawValue::from_string(s.to_owned()).unwrap()
+}
+
+impl Cli {
+    fn text(&mut self, t: &str) {
+        self.c.handle_frame(self.now, Inbound::Text(t));
+    }
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.c.handle_timeout(self.now);
+    }
+    fn out(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.c.poll_transmit())
+            .map(|t| match t {
+                Transmit::Text(t) => t,
+                Transmit::Close(c) => format!("Close({c})"),
+            })
+            .collect()
+    }
+    fn events(&mut self) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| self.c.poll_event()).collect()
+    }
+    fn notify(&mut self) -> String {
+        let id = self
+            .c
+            .notify(self.now, "agc-1", &raw(r#""more""#), None)
+            .unwrap();
+        assert_eq!(self.out().len(), 1);
+        id
+    }
+}
+
+fn notify_ended(id: &str, outcome: Outcome<Result<(), RequestError>>) -> ClientEvent {
+    ClientEvent::NotifyEnded {
+        id: id.to_owned(),
+        outcome,
+    }
+}
+
+#[test]
+fn body_is_the_first_frame() {
+    let body = RawValue::from_string("{\"a\":1}".into()).unwrap();
+    let mut c = ClientSession::new(Config::default(), body, SeededRandom::new(0));
+    c.notify(Instant::now(), "x", &raw("\"y\""), None).unwrap();
+    assert_eq!(c.poll_transmit(), Some(Transmit::Text("{\"a\":1}".into())));
+}
+
+#[test]
+fn chunks_are_handed_over_as_their_text_in_order() {
+    let mut t = client();
+    t.text(r#"{"id":"agc-1","object":"agent.completion.chunk","n":1}"#);
+    t.text(r#"{"id":"agc-1","object":"agent.completion.chunk","n":2}"#);
+    assert_eq!(
+        t.events(),
+        [
+            ClientEvent::Chunk(r#"{"id":"agc-1","object":"agent.completion.chunk","n":1}"#.into()),
+            ClientEvent::Chunk(r#"{"id":"agc-1","object":"agent.completion.chunk","n":2}"#.into()),
+        ]
+    );
+    assert_eq!(t.c.stats().chunks, 2);
+}
+
+#[test]
+fn server_close_1000_ends_the_stream_successfully_once() {
+    let mut t = client();
+    t.c.handle_frame(t.now, Inbound::Close(Some(CloseCode::NORMAL)));
+    t.c.handle_frame(t.now, Inbound::Close(Some(CloseCode::NORMAL)));
+    t.c.handle_transport_lost(t.now);
+    assert_eq!(
+        t.events(),
+        [ClientEvent::End(EndReason::Peer(Some(CloseCode::NORMAL)))]
+    );
+    assert!(t.c.is_closed());
+    assert!(
+        t.out().is_empty(),
+        "the WebSocket layer echoes the close, not the engine"
+    );
+}
+
+#[test]
+fn error_frame_reports_the_stream_failed_then_the_close() {
+    let mut t = client();
+    t.text(r#"{"code":502,"message":{"upstream":"down"}}"#);
+    t.text(r#"{"code":500,"message":"again"}"#);
+    t.c.handle_frame(t.now, Inbound::Close(Some(CloseCode::INTERNAL)));
+    let events = t.events();
+    let ClientEvent::StreamFailed(e) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!((e.code, e.message.get()), (502, r#"{"upstream":"down"}"#));
+    assert_eq!(
+        events[1],
+        ClientEvent::End(EndReason::Peer(Some(CloseCode::INTERNAL)))
+    );
+    assert_eq!(events.len(), 2, "a second error frame is dropped");
+    assert!(t.c.has_failed());
+    assert_eq!(t.c.stats().junk_frames, 1);
+}
+
+#[test]
+fn notify_is_sent_in_the_sdk_shape() {
+    let mut t = client();
+    let id =
+        t.c.notify(
+            t.now,
+            "agc-1",
+            &raw(r#"[{"type":"text","text":"look"}]"#),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        t.out(),
+        [format!(
+            r#"{{"id":"{id}","type":"agent_completion_notify","response_id":"agc-1","content":[{{"type":"text","text":"look"}}]}}"#
+        )]
+    );
+}
+
+#[test]
+fn notify_answered_ok_ends_once() {
+    let mut t = client();
+    let id = t.notify();
+    t.text(&format!(r#"{{"type":"ok","id":"{id}"}}"#));
+    t.text(&format!(r#"{{"type":"ok","id":"{id}"}}"#));
+    assert_eq!(t.events(), [notify_ended(&id, Outcome::Answered(Ok(())))]);
+    assert_eq!(t.c.stats().unknown_responses, 1);
+    assert_eq!(t.c.notifies_in_flight(), 0);
+}
+
+#[test]
+fn notify_answered_error_carries_code_and_message() {
+    let mut t = client();
+    let id = t.notify();
+    t.text(&format!(
+        r#"{{"type":"error","id":"{id}","code":404,"message":"response_id \"agc-1\" not from this stream"}}"#
+    ));
+    assert_eq!(
+        t.events(),
+        [notify_ended(
+            &id,
+            Outcome::Answered(Err(RequestError::new(
+                404,
+                r#"response_id "agc-1" not from this stream"#
+            )))
+        )]
+    );
+}
+
+#[test]
+fn notify_times_out_exactly_once() {
+    let mut t = client();
+    let id =
+        t.c.notify(t.now, "agc-1", &raw("\"x\""), Some(Duration::from_secs(3)))
+            .unwrap();
+    assert_eq!(t.c.poll_timeout(), Some(t.now + Duration::from_secs(3)));
+    t.advance(Duration::from_secs(3));
+    t.advance(Duration::from_secs(3));
+    t.text(&format!(r#"{{"type":"ok","id":"{id}"}}"#));
+    assert_eq!(t.events(), [notify_ended(&id, Outcome::TimedOut)]);
+    assert_eq!(t.c.poll_timeout(), None);
+}
+
+#[test]
+fn notifies_end_at_once_when_the_server_closes() {
+    let mut t = client();
+    let a = t.notify();
+    let b = t.notify();
+    t.c.handle_frame(t.now, Inbound::Close(Some(CloseCode::NORMAL)));
+    assert_eq!(
+        t.events(),
+        [
+            notify_ended(&a, Outcome::SessionEnded),
+            notify_ended(&b, Outcome::SessionEnded),
+            ClientEvent::End(EndReason::Peer(Some(CloseCode::NORMAL)))
+        ]
+    );
+}
+
+#[test]
+fn notifies_end_at_once_when_the_transport_is_lost() {
+    let mut t = client();
+    let a = t.notify();
+    t.c.handle_transport_lost(t.now);
+    assert_eq!(
+        t.events(),
+        [
+            notify_ended(&a, Outcome::SessionEnded),
+            ClientEvent::End(EndReason::TransportLost)
+        ]
+    );
+}
+
+#[test]
+fn notify_limit_refuses_the_command_one_past_it() {
+    let mut config = Config::default();
+    config.max_client_requests = 2;
+    let mut t = client_with(config);
+    t.notify();
+    t.notify();
+    assert!(matches!(
+        t.c.notify(t.now, "agc-1", &raw("\"x\""), None),
+        Err(Error::TooManyRequests)
+    ));
+}
+
+#[test]
+fn full_queue_refuses_notifies_and_reports_room() {
+    let mut config = Config::default();
+    config.max_queued_frames = 1;
+    let mut t = client_with(config);
+    t.c.notify(t.now, "agc-1", &raw("\"x\""), None).unwrap();
+    assert!(!t.c.wants_input());
+    assert!(matches!(
+        t.c.notify(t.now, "agc-1", &raw("\"x\""), None),
+        Err(Error::Full)
+    ));
+    assert_eq!(t.out().len(), 1);
+    assert_eq!(t.events(), [ClientEvent::Writable]);
+}
+
+#[test]
+fn server_request_reaches_the_application_and_its_answer_is_sent() {
+    let mut t = client();
+    t.text(r#"{"id":"s-1","method":"POST","headers":{"content-type":"application/json"},"body":{"jsonrpc":"2.0","id":1,"method":"tools/list"}}"#);
+    let events = t.events();
+    let [ClientEvent::ServerRequest(r)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!((r.id.as_ref(), r.method.as_ref()), ("s-1", "POST"));
+    assert_eq!(r.headers.get("Content-Type"), Some("application/json"));
+    let headers: Headers = [("mcp-session-id", "s-1")].into_iter().collect();
+    t.c.respond(t.now, "s-1", 200, &headers, Some(&raw(r#"{"result":{}}"#)))
+        .unwrap();
+    assert_eq!(
+        t.out(),
+        [r#"{"id":"s-1","status":200,"headers":{"mcp-session-id":"s-1"},"body":{"result":{}}}"#]
+    );
+    assert!(matches!(
+        t.c.respond(t.now, "s-1", 200, &Headers::new(), None),
+        Err(Error::UnknownRequest)
+    ));
+}
+
+#[test]
+fn client_hosting_nothing_answers_501() {
+    let mut t = client();
+    t.text(r#"{"id":"s-2","method":"DELETE"}"#);
+    t.events();
+    t.c.respond(t.now, "s-2", 501, &Headers::new(), None)
+        .unwrap();
+    assert_eq!(t.out(), [r#"{"id":"s-2","status":501}"#]);
+}
+
+#[test]
+fn server_requests_past_the_limit_are_answered_429_without_the_application() {
+    let mut config = Config::default();
+    config.max_server_requests = 1;
+    let mut t = client_with(config);
+    t.text(r#"{"id":"s-1","method":"GET"}"#);
+    t.text(r#"{"id":"s-2","method":"GET"}"#);
+    assert_eq!(t.events().len(), 1);
+    assert_eq!(t.out(), [r#"{"id":"s-2","status":429}"#]);
+    assert_eq!(t.c.stats().refused_requests, 1);
+}
+
+#[test]
+fn repeated_server_request_id_is_dropped_and_the_first_stays_pending() {
+    let mut t = client();
+    t.text(r#"{"id":"s-1","method":"GET"}"#);
+    t.text(r#"{"id":"s-1","method":"POST"}"#);
+    assert_eq!(t.events().len(), 1);
+    assert!(t.out().is_empty());
+    assert_eq!(t.c.server_requests_pending(), 1);
+}
+
+#[test]
+fn frames_matching_no_rule_are_dropped_and_counted() {
+    let mut t = client();
+    for junk in [
+        "nope",
+        "[]",
+        "3",
+        r#"{"type":"error","id":"x"}"#,
+        r#"{"type":"error","id":"x","code":404}"#,
+        r#"{"id":"s","method":"GET","headers":[]}"#,
+        r#"{"code":70000,"message":"x"}"#,
+    ] {
+        t.text(junk);
+    }
+    t.c.handle_frame(t.now, Inbound::Binary);
+    assert!(t.events().is_empty() && t.out().is_empty());
+    assert_eq!((t.c.stats().junk_frames, t.c.stats().binary_frames), (7, 1));
+}
+
+#[test]
+fn objects_that_are_no_envelope_are_chunks() {
+    let mut t = client();
+    for chunk in [
+        r#"{"type":"ok","id":5}"#,
+        r#"{"code":1,"message":"x","extra":true}"#,
+        "{}",
+    ] {
+        t.text(chunk);
+    }
+    assert_eq!(t.events().len(), 3);
+}
+
+#[test]
+fn oversize_frame_closes_1009() {
+    let mut config = Config::default();
+    config.max_frame_size = 8;
+    let mut t = client_with(config);
+    let id = t.c.notify(t.now, "agc-1", &raw("\"x\""), None).unwrap();
+    t.out();
+    t.text(r#"{"a":"123456"}"#);
+    assert_eq!(t.out(), ["Close(1009)"]);
+    assert_eq!(
+        t.events(),
+        [
+            notify_ended(&id, Outcome::SessionEnded),
+            ClientEvent::End(EndReason::Local(CloseCode::TOO_BIG))
+        ]
+    );
+}
+
+#[test]
+fn closing_sends_close_1000_and_nothing_after() {
+    let mut t = client();
+    t.c.close(t.now).unwrap();
+    assert_eq!(t.out(), ["Close(1000)"]);
+    assert_eq!(t.c.phase(), Phase::Closing);
+    assert!(matches!(t.c.close(t.now), Err(Error::Closed)));
+    assert!(matches!(
+        t.c.notify(t.now, "a", &raw("\"x\""), None),
+        Err(Error::Closed)
+    ));
+    t.text(r#"{"id":"agc-1"}"#);
+    assert_eq!(
+        t.events(),
+        [ClientEvent::End(EndReason::Local(CloseCode::NORMAL))]
+    );
+    t.c.handle_frame(t.now, Inbound::Close(Some(CloseCode::NORMAL)));
+    assert!(t.c.is_closed());
+    assert!(t.out().is_empty() && t.events().is_empty());
+}
+
+#[test]
+fn close_timeout_ends_a_client_whose_server_never_answers_the_close() {
+    let mut t = client();
+    t.c.close(t.now).unwrap();
+    t.advance(Duration::from_secs(5));
+    assert!(t.c.is_closed());
+    assert_eq!(t.c.poll_timeout(), None);
+}
