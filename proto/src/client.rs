@@ -208,10 +208,11 @@ impl ClientSession {
                 outcome: Outcome::TimedOut,
             });
         }
-        if let State::Closing { deadline: Some(d) } = self.state {
-            if now >= d {
-                self.terminate();
-            }
+        // What is still queued is sent before the transport is dropped.
+        if let State::Closing { deadline: Some(d) } = self.state
+            && now >= d
+        {
+            self.state = State::Closed;
         }
     }
 
@@ -406,6 +407,7 @@ impl ClientSession {
         self.events.push_back(ClientEvent::End(reason));
     }
 
+    /// The peer's side is gone: nothing queued can be delivered any more.
     fn terminate(&mut self) {
         self.state = State::Closed;
         self.out.shut();

@@ -280,8 +280,15 @@ impl ServerSession {
                 }
                 self.end(now, None, CloseCode::NORMAL);
             }
-            State::Closing { deadline: Some(d) } if now >= d => self.terminate(),
             _ => {}
+        }
+        // Checked after the rest: closing just now may already be overdue
+        // (a zero close timeout), and no deadline may be left at `now`.
+        // What is still queued is sent before the transport is dropped.
+        if let State::Closing { deadline: Some(d) } = self.state
+            && now >= d
+        {
+            self.state = State::Closed;
         }
     }
 
@@ -614,6 +621,7 @@ impl ServerSession {
         }
     }
 
+    /// The peer's side is gone: nothing queued can be delivered any more.
     fn terminate(&mut self) {
         self.state = State::Closed;
         self.out.shut();

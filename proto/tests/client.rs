@@ -383,3 +383,15 @@ fn close_timeout_ends_a_client_whose_server_never_answers_the_close() {
     assert!(t.c.is_closed());
     assert_eq!(t.c.poll_timeout(), None);
 }
+
+#[test]
+fn zero_close_timeout_still_sends_the_close() {
+    let mut config = Config::default();
+    config.close_timeout = Duration::ZERO;
+    let mut t = client_with(config);
+    t.c.close(t.now).unwrap();
+    t.c.handle_timeout(t.now);
+    assert!(t.c.is_closed());
+    assert_eq!(t.out(), ["Close(1000)"]);
+    assert_eq!(t.c.poll_timeout(), None);
+}

@@ -969,3 +969,16 @@ fn failing_before_the_body_sends_the_error_then_close_1011() {
         [r#"{"code":503,"message":"shutting down"}"#, "Close(1011)"]
     );
 }
+
+#[test]
+fn zero_timeouts_leave_no_deadline_at_now() {
+    let mut config = Config::default();
+    config.body_timeout = Duration::ZERO;
+    config.close_timeout = Duration::ZERO;
+    let mut t = server_with(config);
+    assert_eq!(t.s.poll_timeout(), Some(t.now));
+    t.s.handle_timeout(t.now);
+    assert_eq!(t.out().len(), 2);
+    assert!(t.s.poll_timeout().is_none_or(|d| d > t.now));
+    assert!(t.s.is_closed());
+}
