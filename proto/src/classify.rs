@@ -280,7 +280,7 @@ impl<'de> Deserialize<'de> for Lenient<Headers<'de>> {
                     }
                 }
                 Ok(if valid {
-                    Lenient::Valid(Headers(pairs))
+                    Lenient::Valid(Headers::from_pairs(pairs))
                 } else {
                     Lenient::Invalid
                 })
@@ -336,6 +336,10 @@ impl<'a> Envelope<'a> {
     /// Parses a JSON object; `None` for anything else, or a duplicated key
     /// the rules look at (an ambiguous frame is never guessed at).
     fn parse(text: &'a str) -> Option<Self> {
+        // Most junk is not an object: skip building serde's error for it.
+        if !text.trim_start().starts_with('{') {
+            return None;
+        }
         serde_json::from_str::<Envelope<'a>>(text).ok()
     }
 }

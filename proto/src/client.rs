@@ -204,7 +204,7 @@ impl ClientSession {
     pub fn handle_timeout(&mut self, now: Instant) {
         for (id, ()) in self.notifies.expire(now) {
             self.events.push_back(ClientEvent::NotifyEnded {
-                id: id.into(),
+                id,
                 outcome: Outcome::TimedOut,
             });
         }
@@ -327,18 +327,18 @@ impl ClientSession {
                 self.events.push_back(ClientEvent::Chunk(text.to_owned()));
             }
             ClientFrame::Response(response) => {
-                if self.notifies.remove(response.id()).is_none() {
+                let Some((id, ())) = self.notifies.remove_entry(response.id()) else {
                     self.stats.unknown_responses += 1;
                     return;
-                }
-                let (id, result) = match response {
-                    ClientResponse::Ok { id } => (id, Ok(())),
-                    ClientResponse::Error { id, code, message } => {
-                        (id, Err(RequestError::new(code, message)))
+                };
+                let result = match response {
+                    ClientResponse::Ok { .. } => Ok(()),
+                    ClientResponse::Error { code, message, .. } => {
+                        Err(RequestError::new(code, message))
                     }
                 };
                 self.events.push_back(ClientEvent::NotifyEnded {
-                    id: id.into_owned(),
+                    id,
                     outcome: Outcome::Answered(result),
                 });
             }
@@ -399,7 +399,7 @@ impl ClientSession {
     fn end(&mut self, reason: EndReason) {
         for (id, ()) in self.notifies.drain() {
             self.events.push_back(ClientEvent::NotifyEnded {
-                id: id.into(),
+                id,
                 outcome: Outcome::SessionEnded,
             });
         }

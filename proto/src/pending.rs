@@ -2,11 +2,12 @@
 //! `req_queue`): ids in flight, their deadlines, arrival order. Every request
 //! leaves exactly once: removed by its answer, expired, or drained at the end.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::hash::RandomState;
 use std::time::Instant;
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 
 use crate::ids::{RandomSource, mint_id};
 
@@ -21,8 +22,9 @@ struct Slot<V> {
 /// uses std's randomly keyed SipHash, which stays fast under adversarial keys.
 #[derive(Debug)]
 pub(crate) struct Pending<V> {
-    slots: HashMap<Box<str>, Slot<V>, RandomState>,
-    deadlines: BTreeMap<(Instant, u64), Box<str>>,
+    slots: HashMap<String, Slot<V>, RandomState>,
+    /// `(deadline, seq)` of every request that has one: the earliest first.
+    deadlines: BTreeSet<(Instant, u64)>,
     next_seq: u64,
 }
 
@@ -30,7 +32,7 @@ impl<V> Pending<V> {
     pub(crate) fn new() -> Self {
         Self {
             slots: HashMap::with_hasher(RandomState::new()),
-            deadlines: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             next_seq: 0,
         }
     }
@@ -61,55 +63,77 @@ impl<V> Pending<V> {
 
     /// Adds a request; `false` (and nothing changes) if `id` is in flight.
     pub(crate) fn insert(&mut self, id: &str, deadline: Option<Instant>, value: V) -> bool {
-        if self.slots.contains_key(id) {
-            return false;
-        }
+        matches!(
+            self.try_insert(id, deadline, |_| Ok::<V, ()>(value)),
+            Ok(true)
+        )
+    }
+
+    /// Adds a request whose value `admit` builds (or refuses) from the number
+    /// in flight, hashing `id` once: `Ok(false)` when `id` is in flight.
+    pub(crate) fn try_insert<E>(
+        &mut self,
+        id: &str,
+        deadline: Option<Instant>,
+        admit: impl FnOnce(usize) -> Result<V, E>,
+    ) -> Result<bool, E> {
+        let len = self.slots.len();
+        let EntryRef::Vacant(entry) = self.slots.entry_ref(id) else {
+            return Ok(false);
+        };
+        let value = admit(len)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(d) = deadline {
-            self.deadlines.insert((d, seq), id.into());
+            self.deadlines.insert((d, seq));
         }
-        self.slots.insert(
-            id.into(),
-            Slot {
-                seq,
-                deadline,
-                value,
-            },
-        );
-        true
+        entry.insert(Slot {
+            seq,
+            deadline,
+            value,
+        });
+        Ok(true)
     }
 
     /// Ends a request by its answer.
     pub(crate) fn remove(&mut self, id: &str) -> Option<V> {
-        let slot = self.slots.remove(id)?;
+        self.remove_entry(id).map(|(_, v)| v)
+    }
+
+    /// Ends a request by its answer, handing back its owned id.
+    pub(crate) fn remove_entry(&mut self, id: &str) -> Option<(String, V)> {
+        let (id, slot) = self.slots.remove_entry(id)?;
         if let Some(d) = slot.deadline {
             self.deadlines.remove(&(d, slot.seq));
         }
-        Some(slot.value)
+        Some((id, slot.value))
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first_key_value().map(|(&(d, _), _)| d)
+        self.deadlines.first().map(|&(d, _)| d)
     }
 
-    /// Ends every request whose deadline is at or before `now`, earliest first.
-    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(Box<str>, V)> {
-        let mut out = Vec::new();
-        while let Some(entry) = self.deadlines.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let id = entry.remove();
-            if let Some(slot) = self.slots.remove(&id) {
-                out.push((id, slot.value));
+    /// Ends every request whose deadline is at or before `now`, earliest
+    /// first. Scans the map, but only when a deadline has passed.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(String, V)> {
+        if self.next_deadline().is_none_or(|d| d > now) {
+            return Vec::new();
+        }
+        let mut due: Vec<_> = self
+            .slots
+            .extract_if(|_, slot| slot.deadline.is_some_and(|d| d <= now))
+            .collect();
+        due.sort_unstable_by_key(|(_, slot)| (slot.deadline, slot.seq));
+        for (_, slot) in &due {
+            if let Some(d) = slot.deadline {
+                self.deadlines.remove(&(d, slot.seq));
             }
         }
-        out
+        due.into_iter().map(|(id, slot)| (id, slot.value)).collect()
     }
 
     /// Ends every request, in arrival order.
-    pub(crate) fn drain(&mut self) -> Vec<(Box<str>, V)> {
+    pub(crate) fn drain(&mut self) -> Vec<(String, V)> {
         self.deadlines.clear();
         let mut all: Vec<_> = self.slots.drain().collect();
         all.sort_unstable_by_key(|(_, slot)| slot.seq);
@@ -138,5 +162,18 @@ mod tests {
         assert_eq!(p.next_deadline(), None);
         assert_eq!(p.drain(), vec![("c".into(), 3)]);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn expiry_orders_by_deadline_then_arrival() {
+        let t0 = Instant::now();
+        let mut p = Pending::new();
+        let late = t0 + Duration::from_secs(2);
+        p.insert("x", Some(late), ());
+        p.insert("y", Some(t0 + Duration::from_secs(1)), ());
+        p.insert("z", Some(late), ());
+        let ids: Vec<_> = p.expire(late).into_iter().map(|(id, ())| id).collect();
+        assert_eq!(ids, ["y", "x", "z"]);
+        assert_eq!(p.next_deadline(), None);
     }
 }

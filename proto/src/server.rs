@@ -261,7 +261,7 @@ impl ServerSession {
     pub fn handle_timeout(&mut self, now: Instant) {
         for (id, ()) in self.server_requests.expire(now) {
             self.events.push_back(ServerEvent::ServerRequestEnded {
-                id: id.into(),
+                id,
                 outcome: Outcome::TimedOut,
             });
         }
@@ -516,9 +516,9 @@ impl ServerSession {
             ServerFrame::BadRequest { id, message } => self.refuse(&id, 400, &message),
             ServerFrame::Request(request) => self.on_client_request(request),
             ServerFrame::Response(response) => {
-                if self.server_requests.remove(&response.id).is_some() {
+                if let Some((id, ())) = self.server_requests.remove_entry(&response.id) {
                     self.events.push_back(ServerEvent::ServerRequestEnded {
-                        id: response.id.clone().into_owned(),
+                        id,
                         outcome: Outcome::Answered(response.into_owned()),
                     });
                 } else {
@@ -531,34 +531,36 @@ impl ServerSession {
     fn on_client_request(&mut self, request: ClientRequest<'_>) {
         let ClientRequestKind::AgentCompletionNotify { response_id, .. } = &request.kind;
         let max = self.config.max_client_requests;
-        let refusal = if self.client_requests.contains(&request.id) {
-            Some((
-                409,
-                format!("request id {:?} is already in flight", request.id),
-            ))
-        } else if matches!(self.state, State::Draining { .. }) {
-            Some((404, no_longer_running(response_id)))
-        } else if !self.emitted.contains(response_id) {
-            Some((
-                404,
-                format!("response_id {response_id:?} not from this stream"),
-            ))
-        } else if self.client_requests.len() >= max {
-            Some((
-                429,
-                format!("too many client requests in flight (limit {max})"),
-            ))
-        } else {
-            None
-        };
-        match refusal {
-            Some((code, message)) => self.refuse(&request.id, code, &message),
-            None => {
-                self.client_requests
-                    .insert(&request.id, None, response_id.as_ref().into());
-                self.events
-                    .push_back(ServerEvent::Request(request.into_owned()));
+        let draining = matches!(self.state, State::Draining { .. });
+        let emitted = &self.emitted;
+        let admitted = self
+            .client_requests
+            .try_insert(&request.id, None, |in_flight| {
+                if draining {
+                    Err((404, no_longer_running(response_id)))
+                } else if !emitted.contains(response_id) {
+                    Err((
+                        404,
+                        format!("response_id {response_id:?} not from this stream"),
+                    ))
+                } else if in_flight >= max {
+                    Err((
+                        429,
+                        format!("too many client requests in flight (limit {max})"),
+                    ))
+                } else {
+                    Ok(Box::<str>::from(response_id.as_ref()))
+                }
+            });
+        match admitted {
+            Ok(true) => self
+                .events
+                .push_back(ServerEvent::Request(request.into_owned())),
+            Ok(false) => {
+                let message = format!("request id {:?} is already in flight", request.id);
+                self.refuse(&request.id, 409, &message);
             }
+            Err((code, message)) => self.refuse(&request.id, code, &message),
         }
     }
 
@@ -615,7 +617,7 @@ impl ServerSession {
     fn end_server_requests(&mut self) {
         for (id, ()) in self.server_requests.drain() {
             self.events.push_back(ServerEvent::ServerRequestEnded {
-                id: id.into(),
+                id,
                 outcome: Outcome::SessionEnded,
             });
         }

@@ -85,48 +85,134 @@ fn own_str(s: Cow<'_, str>) -> Cow<'static, str> {
     Cow::Owned(s.into_owned())
 }
 
-/// An HTTP header map in wire order (duplicates kept as they came).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Headers<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+/// An HTTP header map in wire order (duplicates kept as they came), names
+/// and values as strings.
+///
+/// Parsed headers borrow from their frame; owned ones are packed into one
+/// buffer (two allocations however many headers there are).
+#[derive(Clone, Default)]
+pub struct Headers<'a>(Repr<'a>);
+
+#[derive(Clone)]
+enum Repr<'a> {
+    Pairs(Vec<(Cow<'a, str>, Cow<'a, str>)>),
+    /// `buf` holds name, value, name, value, …; `ends[i]` is where the i-th
+    /// name and value end.
+    Packed {
+        buf: Box<str>,
+        ends: Box<[(usize, usize)]>,
+    },
+}
+
+impl Default for Repr<'_> {
+    fn default() -> Self {
+        Self::Pairs(Vec::new())
+    }
+}
 
 impl<'a> Headers<'a> {
     /// No headers.
     pub const fn new() -> Self {
-        Self(Vec::new())
+        Self(Repr::Pairs(Vec::new()))
+    }
+
+    pub(crate) fn from_pairs(pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> Self {
+        Self(Repr::Pairs(pairs))
+    }
+
+    /// How many (name, value) pairs.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Pairs(p) => p.len(),
+            Repr::Packed { ends, .. } => ends.len(),
+        }
     }
 
     /// Whether there are no headers (the key is then omitted on the wire).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
+    }
+
+    /// Appends a header.
+    pub fn push(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) {
+        if let Repr::Packed { .. } = self.0 {
+            let pairs = self
+                .iter()
+                .map(|(k, v)| (Cow::Owned(k.to_owned()), Cow::Owned(v.to_owned())))
+                .collect();
+            self.0 = Repr::Pairs(pairs);
+        }
+        if let Repr::Pairs(p) = &mut self.0 {
+            p.push((name.into(), value.into()));
+        }
     }
 
     /// The first value of `name`, compared ASCII case-insensitively.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
+        self.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| v)
     }
 
     /// Iterates over the (name, value) pairs in wire order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+        let (pairs, packed) = match &self.0 {
+            Repr::Pairs(p) => (p.as_slice(), None),
+            Repr::Packed { buf, ends } => (&[][..], Some((&**buf, &**ends))),
+        };
+        let packed = packed.into_iter().flat_map(|(buf, ends)| {
+            let mut start = 0;
+            ends.iter().map(move |&(name_end, value_end)| {
+                let name = buf.get(start..name_end).unwrap_or_default();
+                let value = buf.get(name_end..value_end).unwrap_or_default();
+                start = value_end;
+                (name, value)
+            })
+        });
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .chain(packed)
     }
 
     /// Detaches the map from the frame it was parsed from.
     pub fn into_owned(self) -> Headers<'static> {
-        Headers(
-            self.0
-                .into_iter()
-                .map(|(k, v)| (own_str(k), own_str(v)))
-                .collect(),
-        )
+        if let Repr::Packed { buf, ends } = self.0 {
+            return Headers(Repr::Packed { buf, ends });
+        }
+        let total = self.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut buf = String::with_capacity(total);
+        let mut ends = Vec::with_capacity(self.len());
+        for (k, v) in self.iter() {
+            buf.push_str(k);
+            let name_end = buf.len();
+            buf.push_str(v);
+            ends.push((name_end, buf.len()));
+        }
+        Headers(Repr::Packed {
+            buf: buf.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        })
+    }
+}
+
+impl PartialEq for Headers<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers<'_> {}
+
+impl std::fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 impl<'a, K: Into<Cow<'a, str>>, V: Into<Cow<'a, str>>> FromIterator<(K, V)> for Headers<'a> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(
+        Self::from_pairs(
             iter.into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
@@ -136,8 +222,8 @@ impl<'a, K: Into<Cow<'a, str>>, V: Into<Cow<'a, str>>> FromIterator<(K, V)> for 
 
 impl Serialize for Headers<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
             m.serialize_entry(k, v)?;
         }
         m.end()
