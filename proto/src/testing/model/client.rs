@@ -194,6 +194,8 @@ struct Model {
     blocked: bool,
     failed: bool,
     chunks: u64,
+    /// The counters of [`Stats`](crate::Stats) the model predicts.
+    stats: crate::stats::Stats,
     /// Server requests that will never be answered on the wire.
     answers_lost: usize,
 }
@@ -212,6 +214,7 @@ impl Model {
             blocked: false,
             failed: false,
             chunks: 0,
+            stats: crate::stats::Stats::default(),
             answers_lost: 0,
         }
     }
@@ -251,7 +254,8 @@ impl Model {
             _ => return false,
         }
         match *frame {
-            Inbound::Ping | Inbound::Pong | Inbound::Binary => {}
+            Inbound::Ping | Inbound::Pong => {}
+            Inbound::Binary => self.stats.binary_frames += 1,
             Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
             Inbound::Oversize => self.close_with(now, CloseCode::TOO_BIG),
             Inbound::Text(t) if t.len() > self.cfg.max_frame_size => {
@@ -276,14 +280,18 @@ impl Model {
                         ClientResponse::Error { code, .. } => NotifyEnd::Err(code),
                     };
                     self.events.push_back(Ev::NotifyEnded { id, outcome });
+                } else {
+                    self.stats.unknown_responses += 1;
                 }
             }
             ClientFrame::Request(r) => {
                 let id = r.id.into_owned();
                 if self.pending.contains(&id) {
+                    self.stats.junk_frames += 1;
                     return false;
                 }
                 if self.pending.len() >= self.cfg.max_server_requests {
+                    self.stats.refused_requests += 1;
                     self.push(Expect::Response { id, status: 429 });
                 } else {
                     self.pending.push(id.clone());
@@ -295,7 +303,7 @@ impl Model {
                 self.failed = true;
                 self.events.push_back(Ev::StreamFailed(e.code));
             }
-            ClientFrame::Error(_) | ClientFrame::Junk => {}
+            ClientFrame::Error(_) | ClientFrame::Junk => self.stats.junk_frames += 1,
         }
         false
     }
@@ -742,7 +750,11 @@ impl Harness {
         }
         assert_eq!(s.wants_input(), m.phase != Phase::Closed && !self.full());
         assert_eq!(s.has_failed(), m.failed);
-        assert_eq!(s.stats().chunks, m.chunks);
+        let stats = crate::stats::Stats {
+            chunks: m.chunks,
+            ..m.stats
+        };
+        assert_eq!(s.stats(), stats, "counters of dropped and refused frames");
     }
 
     /// The application answers what it holds and closes; the peer reads

@@ -22,7 +22,8 @@
 //! - `poll_timeout()` is exactly the model's next deadline, and after a
 //!   timeout is handled it is `None` or later than `now`;
 //! - `wants_input()` is false exactly when the queue is over its limits or
-//!   the session is closed; command results match the model's.
+//!   the session is closed; command results match the model's; every frame
+//!   dropped or refused is counted in `stats()`.
 //!
 //! At the end of a run the application finishes, the peer reads and closes
 //! and time runs out: the session must be closed with nothing pending, no

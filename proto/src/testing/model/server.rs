@@ -205,6 +205,8 @@ struct Model {
     queue_closed: bool,
     blocked: bool,
     chunks: u64,
+    /// The counters of [`Stats`](crate::Stats) the model predicts.
+    stats: crate::stats::Stats,
     /// Replies that will never reach the wire (peer gone, queue shut).
     replies_lost: usize,
 }
@@ -223,6 +225,7 @@ impl Model {
             queue_closed: false,
             blocked: false,
             chunks: 0,
+            stats: crate::stats::Stats::default(),
             replies_lost: 0,
         }
     }
@@ -276,7 +279,7 @@ impl Model {
                 self.end(now, Some(413), CloseCode::TOO_BIG);
             }
             Inbound::Binary if awaiting => self.end(now, Some(400), CloseCode::UNSUPPORTED),
-            Inbound::Binary => {}
+            Inbound::Binary => self.stats.binary_frames += 1,
             Inbound::Text(t) if awaiting => {
                 self.phase = Phase::Streaming;
                 self.deadline = None;
@@ -289,8 +292,12 @@ impl Model {
 
     fn on_envelope(&mut self, text: &str) -> bool {
         match classify_server(text) {
-            ServerFrame::Junk => false,
+            ServerFrame::Junk => {
+                self.stats.junk_frames += 1;
+                false
+            }
             ServerFrame::BadRequest { id, .. } => {
+                self.stats.refused_requests += 1;
                 self.push(Expect::Reply {
                     id: id.into_owned(),
                     code: Some(400),
@@ -321,11 +328,14 @@ impl Model {
                     None
                 };
                 match refusal {
-                    Some((code, message)) => self.push(Expect::Reply {
-                        id,
-                        code: Some(code),
-                        message,
-                    }),
+                    Some((code, message)) => {
+                        self.stats.refused_requests += 1;
+                        self.push(Expect::Reply {
+                            id,
+                            code: Some(code),
+                            message,
+                        });
+                    }
                     None => {
                         self.accepted.push((id.clone(), rid.clone()));
                         self.events.push_back(Ev::Request {
@@ -343,6 +353,8 @@ impl Model {
                         id,
                         outcome: OutcomeKind::Answered(r.status),
                     });
+                } else {
+                    self.stats.unknown_responses += 1;
                 }
                 false
             }
@@ -376,6 +388,7 @@ impl Model {
                 Phase::AwaitingBody if due => self.end(now, Some(408), CloseCode::POLICY),
                 Phase::Draining if due => {
                     for (id, _) in std::mem::take(&mut self.accepted) {
+                        self.stats.refused_requests += 1;
                         self.push(Expect::Reply {
                             id,
                             code: Some(504),
@@ -400,6 +413,7 @@ impl Model {
 
     fn end(&mut self, now: Instant, error: Option<u16>, code: CloseCode) {
         for (id, rid) in std::mem::take(&mut self.accepted) {
+            self.stats.refused_requests += 1;
             self.push(Expect::Reply {
                 id,
                 code: Some(404),
@@ -452,6 +466,7 @@ impl Model {
         }
         if self.emitted.len() >= self.cfg.max_emitted_ids {
             self.emitted.pop_front();
+            self.stats.forgotten_ids += 1;
         }
         self.emitted.push_back(id.to_owned());
     }
@@ -961,7 +976,11 @@ impl Harness {
             assert_eq!(s.queued_bytes(), 0);
         }
         assert_eq!(s.wants_input(), m.phase != Phase::Closed && !self.full());
-        assert_eq!(s.stats().chunks, m.chunks);
+        let stats = crate::stats::Stats {
+            chunks: m.chunks,
+            ..m.stats
+        };
+        assert_eq!(s.stats(), stats, "counters of dropped and refused frames");
     }
 
     /// The application finishes and answers; the peer reads everything and
