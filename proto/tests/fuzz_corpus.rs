@@ -78,3 +78,8 @@ fn client_session_corpus_replays_cleanly() {
 fn registry_corpus_replays_cleanly() {
     assert!(replay("registry") > 0, "the registry corpus is empty");
 }
+
+#[test]
+fn pair_corpus_replays_cleanly() {
+    assert!(replay("pair") > 0, "the pair corpus is empty");
+}

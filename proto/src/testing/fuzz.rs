@@ -12,7 +12,8 @@ use std::time::Instant;
 use arbitrary::{Arbitrary, Unstructured};
 
 use super::model::{
-    ClientScenario, RegistryScenario, ServerScenario, run_client, run_registry, run_server,
+    ClientScenario, PairScenario, RegistryScenario, ServerScenario, run_client, run_pair,
+    run_registry, run_server,
 };
 use crate::classify::{ClientFrame, ServerFrame, classify_client, classify_server};
 use crate::client::ClientSession;
@@ -27,7 +28,13 @@ pub const MAX_OPS: usize = 256;
 
 /// The names of the targets, as in `fuzz/fuzz_targets/` and
 /// `fuzz/corpus/`.
-pub const TARGETS: [&str; 4] = ["classify", "server_session", "client_session", "registry"];
+pub const TARGETS: [&str; 5] = [
+    "classify",
+    "server_session",
+    "client_session",
+    "registry",
+    "pair",
+];
 
 /// Runs target `name` on one input.
 ///
@@ -39,6 +46,7 @@ pub fn run(name: &str, data: &[u8]) {
         "server_session" => server_session(data),
         "client_session" => client_session(data),
         "registry" => registry(data),
+        "pair" => pair(data),
         _ => panic!("no fuzz target named {name}"),
     }
 }
@@ -121,5 +129,14 @@ pub fn registry(data: &[u8]) {
     if let Ok(mut s) = RegistryScenario::arbitrary_take_rest(Unstructured::new(data)) {
         s.ops.truncate(MAX_OPS);
         run_registry(&s);
+    }
+}
+
+/// Both engines through the pair harness, on an interleaving decoded from
+/// the input (see [`run_pair`](super::model::run_pair)).
+pub fn pair(data: &[u8]) {
+    if let Ok(mut s) = PairScenario::arbitrary_take_rest(Unstructured::new(data)) {
+        s.ops.truncate(MAX_OPS);
+        run_pair(&s);
     }
 }
