@@ -208,11 +208,12 @@ impl ClientSession {
                 outcome: Outcome::TimedOut,
             });
         }
-        // What is still queued is sent before the transport is dropped.
+        // Frames still queued now are ones the transport could not take for
+        // the whole close timeout: give up on them.
         if let State::Closing { deadline: Some(d) } = self.state
             && now >= d
         {
-            self.state = State::Closed;
+            self.terminate();
         }
     }
 

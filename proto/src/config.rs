@@ -33,7 +33,8 @@ pub struct Config {
     /// then answered `504`.
     pub drain_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours
-    /// (default 5 s); then the session is over regardless.
+    /// (default 5 s); then the session is over regardless. Zero is raised
+    /// to 1 ns (see [`Config::normalized`]).
     pub close_timeout: Duration,
     /// Outbound frames queued at once (default 64). Beyond it, commands that
     /// send data are refused with [`Error::Full`](crate::Error::Full) until
@@ -66,9 +67,13 @@ impl Default for Config {
 
 impl Config {
     /// This config with every count raised to at least 1, so that a session
-    /// can always queue a frame and track a request. Sessions apply it on
-    /// construction.
+    /// can always queue a frame and track a request, and a zero
+    /// `close_timeout` raised to 1 ns: a session that closes while handling
+    /// a timeout (body or drain timeout) then has its next deadline strictly
+    /// after `now`, so a driver sends the close frame before that deadline
+    /// ends the session, and never spins. Sessions apply it on construction.
     pub fn normalized(mut self) -> Self {
+        self.close_timeout = self.close_timeout.max(Duration::from_nanos(1));
         for n in [
             &mut self.max_frame_size,
             &mut self.max_client_requests,

@@ -20,7 +20,7 @@ use crate::ids::RandomSource;
 /// A connection attached to a [`Registry`]. Never reused: an id from a
 /// detached connection stays dead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(u64);
+pub struct ConnectionId(pub(crate) u64);
 
 impl ConnectionId {
     /// The number, for logs.

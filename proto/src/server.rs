@@ -280,15 +280,10 @@ impl ServerSession {
                 }
                 self.end(now, None, CloseCode::NORMAL);
             }
+            // Frames still queued now are ones the transport could not take
+            // for the whole close timeout: give up on them.
+            State::Closing { deadline: Some(d) } if now >= d => self.terminate(),
             _ => {}
-        }
-        // Checked after the rest: closing just now may already be overdue
-        // (a zero close timeout), and no deadline may be left at `now`.
-        // What is still queued is sent before the transport is dropped.
-        if let State::Closing { deadline: Some(d) } = self.state
-            && now >= d
-        {
-            self.state = State::Closed;
         }
     }
 

@@ -1,11 +1,13 @@
-//! Test support (feature `testing`): a client session and a server session
-//! back to back in memory, on a fake clock that jumps to the earliest
-//! deadline (like quinn-proto's `Pair` and h11's `ConnectionPair`).
+//! The pair harness: a client session and a server session back to back in
+//! memory, on a fake clock that jumps to the earliest deadline (like
+//! quinn-proto's `Pair` and h11's `ConnectionPair`).
 //!
 //! The pair plays the WebSocket layer too: it carries frames in order,
-//! echoes a close frame the way tungstenite does, and never delivers a frame
-//! to a side that does not [want input](crate::ServerSession::wants_input).
-//! Events are collected for the test to inspect and act on.
+//! echoes a close frame the way tungstenite does, never delivers a frame
+//! to a side that does not [want input](crate::ServerSession::wants_input),
+//! and, like a driver, drops the connection of a side that is closed once
+//! everything it sent has arrived: the other side then sees the transport
+//! end. Events are collected for the test to inspect and act on.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -128,8 +130,26 @@ impl Pair {
         }
         moved |= self.deliver(Side::Server);
         moved |= self.deliver(Side::Client);
+        moved |= self.drop_closed_connection();
         self.collect();
         moved
+    }
+
+    /// A driver drops the socket of a closed session once it has sent
+    /// everything: the peer, if still open, sees the transport end.
+    fn drop_closed_connection(&mut self) -> bool {
+        let now = self.now;
+        let server_gone = self.server.is_closed() && self.to_client.frames.is_empty();
+        let client_gone = self.client.is_closed() && self.to_server.frames.is_empty();
+        if server_gone && !self.client.is_closed() {
+            self.client.handle_transport_lost(now);
+            return true;
+        }
+        if client_gone && !self.server.is_closed() {
+            self.server.handle_transport_lost(now);
+            return true;
+        }
+        false
     }
 
     /// Steps until nothing moves; fails after `max_steps` steps.

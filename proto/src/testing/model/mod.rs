@@ -1,0 +1,97 @@
+//! Operations on the engine, executors that apply them against a small
+//! reference model, and the invariants checked after every step.
+//!
+//! Each executor ([`run_server`], [`run_client`], [`run_registry`],
+//! [`run_pair`]) takes a scenario (limits and a list of operations), applies
+//! it on a monotonic fake clock, and panics at the first broken rule. The
+//! property tests generate scenarios with proptest; the fuzz targets decode
+//! them from bytes with `arbitrary`. Either way the same code runs.
+//!
+//! Invariants checked after every step of a session run:
+//!
+//! - every frame transmitted is valid JSON of a PROTOCOL.md shape, as the
+//!   peer classifies it, and is the frame the model expected, in order;
+//! - nothing is transmitted after the close frame;
+//! - exactly one session-end event, from the moment the session closes;
+//! - every client request and every server request ends exactly once
+//!   (its end event, or its one reply on the wire, or its loss with the
+//!   peer), and nothing ends that was never sent;
+//! - every queue and map within its limit: requests in flight, emitted ids,
+//!   the outbound queue (frames and bytes, with the bounded overshoot of
+//!   replies that PROTOCOL.md allows);
+//! - `poll_timeout()` is exactly the model's next deadline, and after a
+//!   timeout is handled it is `None` or later than `now`;
+//! - `wants_input()` is false exactly when the queue is over its limits or
+//!   the session is closed; command results match the model's; every frame
+//!   dropped or refused is counted in `stats()`.
+//!
+//! At the end of a run the application finishes, the peer reads and closes
+//! and time runs out: the session must be closed with nothing pending, no
+//! deadline and nothing queued. The registry executor checks the registry
+//! against a map-based model and that it is empty once every connection
+//! has ended; the pair executor checks that any interleaving of both sides'
+//! operations ends with both closed and nothing pending.
+
+// The model exists to panic at the first broken invariant.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+mod client;
+mod ops;
+mod pair;
+mod registry;
+mod server;
+
+pub use client::{ClientEnd, ClientInbound, ClientOp, ClientReport, ClientScenario, run_client};
+pub use ops::{Advance, Control, Junk, Limits, Pick, Timeout};
+pub use pair::{PairOp, PairReport, PairScenario, run_pair};
+pub use registry::{RegistryOp, RegistryScenario, run_registry};
+pub use server::{ServerEnd, ServerInbound, ServerOp, ServerReport, ServerScenario, run_server};
+
+use crate::error::Error;
+
+/// A command's error, without its payload, for comparing with the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrKind {
+    AwaitingBody,
+    Finished,
+    AlreadyStreaming,
+    Closed,
+    Full,
+    TooManyRequests,
+    UnknownRequest,
+    Serialize,
+}
+
+pub(crate) fn kind(e: &Error) -> ErrKind {
+    match e {
+        Error::AwaitingBody => ErrKind::AwaitingBody,
+        Error::Finished => ErrKind::Finished,
+        Error::AlreadyStreaming => ErrKind::AlreadyStreaming,
+        Error::Closed => ErrKind::Closed,
+        Error::Full => ErrKind::Full,
+        Error::TooManyRequests => ErrKind::TooManyRequests,
+        Error::UnknownRequest => ErrKind::UnknownRequest,
+        Error::Serialize(_) => ErrKind::Serialize,
+    }
+}
+
+/// How a request ended, without its payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutcomeKind {
+    /// Answered, with this status or code (0 for `ok`).
+    Answered(u16),
+    TimedOut,
+    SessionEnded,
+}
+
+/// Panics unless `text` is one valid JSON value.
+pub(crate) fn assert_json(text: &str) {
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        panic!("transmitted a frame that is not JSON ({e}): {text}");
+    }
+}

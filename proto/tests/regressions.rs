@@ -1,0 +1,46 @@
+//! Regression tests for what the property tests and the fuzzers found: one
+//! named test per finding, each stating how it was found.
+
+use std::time::{Duration, Instant};
+
+use wirestream_proto::{
+    CloseCode, Config, EndReason, SeededRandom, ServerEvent, ServerSession, Transmit,
+};
+
+/// Found by the pair property (`Advance(Millis(0))` with every limit at its
+/// minimum): a body timeout that fires with `close_timeout = 0` moved the
+/// session to `Closing` with a deadline equal to `now`, so right after
+/// `handle_timeout(now)` the next deadline was not later than `now` and a
+/// driver would spin (DESIGN.md, "Timers are data").
+#[test]
+fn zero_close_timeout_after_a_body_timeout_still_leaves_the_next_deadline_after_now() {
+    let mut config = Config::default();
+    config.body_timeout = Duration::ZERO;
+    config.close_timeout = Duration::ZERO;
+    let now = Instant::now();
+    let mut s = ServerSession::new(config, now, SeededRandom::new(1));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(now),
+        "the body timeout is due at once"
+    );
+    s.handle_timeout(now);
+    let frames: Vec<Transmit> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    assert_eq!(
+        frames,
+        [
+            Transmit::Text(r#"{"code":408,"message":"no body frame within 0ns"}"#.into()),
+            Transmit::Close(CloseCode::POLICY)
+        ],
+        "the error and the close frame are sent before the session gives up"
+    );
+    assert_eq!(
+        s.poll_event(),
+        Some(ServerEvent::End(EndReason::Local(CloseCode::POLICY)))
+    );
+    let next = s.poll_timeout().expect("the close timeout is armed");
+    assert!(next > now, "{next:?} is not later than {now:?}");
+    s.handle_timeout(next);
+    assert!(s.is_closed());
+    assert_eq!(s.poll_timeout(), None);
+}
