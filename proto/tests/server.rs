@@ -979,7 +979,30 @@ fn zero_timeouts_leave_no_deadline_at_now() {
     assert_eq!(t.s.poll_timeout(), Some(t.now));
     t.s.handle_timeout(t.now);
     assert!(t.s.poll_timeout().is_none_or(|d| d > t.now));
-    assert_eq!(t.out().len(), 2, "the driver sends before the next deadline");
+    assert_eq!(
+        t.out().len(),
+        2,
+        "the driver sends before the next deadline"
+    );
     t.advance(Duration::from_nanos(1));
     assert!(t.s.is_closed());
+}
+
+#[test]
+fn replies_go_out_in_the_order_the_application_answers() {
+    let mut t = streaming();
+    t.accepted("c-1");
+    t.accepted("c-2");
+    t.s.respond(t.now, "c-2", Ok(())).unwrap();
+    t.text(&notify("c-3", "agc-9"));
+    t.s.respond(t.now, "c-1", Err(RequestError::new(404, "gone")))
+        .unwrap();
+    assert_eq!(
+        t.out(),
+        [
+            r#"{"type":"ok","id":"c-2"}"#,
+            r#"{"type":"error","id":"c-3","code":404,"message":"response_id \"agc-9\" not from this stream"}"#,
+            r#"{"type":"error","id":"c-1","code":404,"message":"gone"}"#,
+        ]
+    );
 }
