@@ -1,0 +1,27 @@
+//! Helpers for serving the streaming route from an HTTP server
+//! (PROTOCOL.md §1).
+
+use async_tungstenite::tungstenite::http::HeaderMap;
+use serde_json::value::RawValue;
+use wirestream_proto::{Transport, body_wants_stream};
+
+/// Selects how to serve one request on the streaming route: a WebSocket
+/// when it asks for an upgrade (`Upgrade: websocket`, in any case, among
+/// other tokens), otherwise Server-Sent Events when the JSON `body` says
+/// `"stream": true`, otherwise one JSON response. `body` is only read for a
+/// request that is not an upgrade; pass an empty slice before it is read.
+pub fn select_transport(headers: &HeaderMap, body: &[u8]) -> Transport {
+    wirestream_proto::select_transport(headers, body_wants_stream(body))
+}
+
+/// One Server-Sent Events event carrying `data` (a chunk, or the error
+/// frame that ends a failed stream): `data: <json>\n\n`. Serialized JSON
+/// has no raw newline, so one `data:` line holds it.
+pub fn sse_event(data: &RawValue) -> String {
+    let json = data.get();
+    let mut event = String::with_capacity(json.len() + 8);
+    event.push_str("data: ");
+    event.push_str(json);
+    event.push_str("\n\n");
+    event
+}
