@@ -55,7 +55,9 @@ impl HttpResponse {
 
     /// Adds a header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.0.push((name.into().into(), value.into().into()));
+        self.headers
+            .0
+            .push((name.into().into(), value.into().into()));
         self
     }
 
@@ -66,7 +68,8 @@ impl HttpResponse {
     }
 }
 
-type Handler = Arc<dyn Fn(ServerRequest<'static>) -> BoxFuture<'static, HttpResponse> + Send + Sync>;
+type Handler =
+    Arc<dyn Fn(ServerRequest<'static>) -> BoxFuture<'static, HttpResponse> + Send + Sync>;
 
 /// Connects to a wirestream server: the URL, extra handshake headers, the
 /// limits, a handler for server requests and an optional wiretap.
@@ -174,9 +177,12 @@ impl<R: Runtime> Client<R> {
             return Err(ConnectError::BodyTooLarge);
         }
         let rt = self.rt.clone();
-        let ws = connect_websocket(&self.url, &self.headers, &self.config, |host, port| async move {
-            rt.connect(&host, port).await
-        })
+        let ws = connect_websocket(
+            &self.url,
+            &self.headers,
+            &self.config,
+            |host, port| async move { rt.connect(&host, port).await },
+        )
         .await?;
         let max_frame = self.config.max_frame_size;
         let engine = ClientSession::new(self.config, body, OsRandom::new());
@@ -274,7 +280,9 @@ pub struct Chunks<C> {
 
 impl<C> fmt::Debug for Chunks<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Chunks").field("end", &self.end).finish_non_exhaustive()
+        f.debug_struct("Chunks")
+            .field("end", &self.end)
+            .finish_non_exhaustive()
     }
 }
 
@@ -295,9 +303,9 @@ impl<C: DeserializeOwned> Stream for Chunks<C> {
         }
         match this.rx.poll_next_unpin(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Delivery::Chunk(text))) => {
-                Poll::Ready(Some(serde_json::from_str(&text).map_err(StreamError::Chunk)))
-            }
+            Poll::Ready(Some(Delivery::Chunk(text))) => Poll::Ready(Some(
+                serde_json::from_str(&text).map_err(StreamError::Chunk),
+            )),
             Poll::Ready(Some(Delivery::Failed(e))) => {
                 this.reported = true;
                 Poll::Ready(Some(Err(StreamError::Failed(e))))
@@ -425,7 +433,11 @@ struct ClientSide<R> {
 impl<R: Runtime> ClientSide<R> {
     /// Hands a chunk or the failure to [`Chunks`]; gives it back when the
     /// application is behind. Hangs up when the application dropped it.
-    fn hand_over(&mut self, engine: &mut ClientSession, delivery: Delivery) -> Result<(), Delivery> {
+    fn hand_over(
+        &mut self,
+        engine: &mut ClientSession,
+        delivery: Delivery,
+    ) -> Result<(), Delivery> {
         let Some(tx) = &mut self.chunks else {
             return Ok(());
         };
@@ -493,7 +505,11 @@ fn notify_result(outcome: Outcome<Result<(), RequestError>>) -> Result<(), Notif
 impl<R: Runtime> Side for ClientSide<R> {
     type Engine = ClientSession;
 
-    fn deliver(&mut self, engine: &mut ClientSession, event: ClientEvent) -> Result<(), ClientEvent> {
+    fn deliver(
+        &mut self,
+        engine: &mut ClientSession,
+        event: ClientEvent,
+    ) -> Result<(), ClientEvent> {
         match event {
             ClientEvent::Chunk(text) => self
                 .hand_over(engine, Delivery::Chunk(text))
@@ -552,7 +568,13 @@ impl<R: Runtime> Side for ClientSide<R> {
         }
         if let Poll::Ready(Some((id, response))) = self.responses.poll_next_unpin(cx) {
             let body = response.body.as_deref();
-            let _ = engine.respond(Instant::now(), &id, response.status, &response.headers, body);
+            let _ = engine.respond(
+                Instant::now(),
+                &id,
+                response.status,
+                &response.headers,
+                body,
+            );
             return Poll::Ready(());
         }
         if self.writable {

@@ -107,7 +107,9 @@ pub async fn stream<R: Runtime>(rt: R, body: DemoBody, mut session: Session) -> 
     let interval = Duration::from_millis(body.interval_ms.min(MAX_INTERVAL_MS));
     for i in 0..body.chunks {
         if i > 0 {
-            let at = Instant::now().checked_add(interval).unwrap_or_else(Instant::now);
+            let at = Instant::now()
+                .checked_add(interval)
+                .unwrap_or_else(Instant::now);
             rt.sleep_until(at).await;
         }
         let chunk = AgentCompletionChunk::new(&completion);
@@ -210,7 +212,11 @@ pub async fn run<R: Runtime>(rt: R, runtime_name: &str) -> Result<(), BoxError> 
         })
         .on_server_request(move |request| {
             counter.fetch_add(1, Ordering::Relaxed);
-            let session = request.headers.get("mcp-session-id").unwrap_or("").to_owned();
+            let session = request
+                .headers
+                .get("mcp-session-id")
+                .unwrap_or("")
+                .to_owned();
             async move {
                 let result = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}});
                 let response = HttpResponse::new(200).header("mcp-session-id", session);
@@ -228,7 +234,11 @@ pub async fn run<R: Runtime>(rt: R, runtime_name: &str) -> Result<(), BoxError> 
         if !notified {
             notified = true;
             let outcome = notifier
-                .notify(&chunk.id, "also check the tests", Some(Duration::from_secs(5)))
+                .notify(
+                    &chunk.id,
+                    "also check the tests",
+                    Some(Duration::from_secs(5)),
+                )
                 .await;
             println!("   notify {}: {outcome:?}", chunk.id);
             outcome?;
@@ -275,12 +285,18 @@ pub async fn serve<R: Runtime>(rt: R, addr: SocketAddr) -> Result<(), BoxError> 
 pub async fn main<R: Runtime>(rt: R, runtime_name: &str) -> ExitCode {
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
-        Some("--serve") => match args.next().unwrap_or_else(|| DEFAULT_ADDR.to_owned()).parse() {
+        Some("--serve") => match args
+            .next()
+            .unwrap_or_else(|| DEFAULT_ADDR.to_owned())
+            .parse()
+        {
             Ok(addr) => serve(rt, addr).await,
             Err(e) => Err(format!("bad address: {e}").into()),
         },
         None => run(rt, runtime_name).await,
-        Some(other) => Err(format!("unknown argument {other:?}; usage: demo [--serve [ADDR]]").into()),
+        Some(other) => {
+            Err(format!("unknown argument {other:?}; usage: demo [--serve [ADDR]]").into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

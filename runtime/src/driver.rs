@@ -120,10 +120,13 @@ enum Reading {
 
 /// One connection: socket, engine, timer and the application's side.
 pub(crate) struct Driver<R: Runtime, S, D: Side> {
-    rt: R,
-    ws: WebSocketStream<S>,
-    engine: D::Engine,
+    // Dropped in this order: the application's side (which leaves the
+    // registry) before the socket, so that once the peer sees the
+    // connection close, the registry no longer lists it.
     side: D,
+    engine: D::Engine,
+    ws: WebSocketStream<S>,
+    rt: R,
     tap: Option<Tap>,
     /// A frame taken from the engine that the socket has not accepted yet.
     out: Option<Message>,
@@ -304,7 +307,9 @@ where
         };
         let due = Instant::now() >= at || {
             let rt = &self.rt;
-            let sleep = self.sleep.get_or_insert_with(|| Box::pin(rt.sleep_until(at)));
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(rt.sleep_until(at)));
             sleep.as_mut().poll(cx).is_ready()
         };
         if due {

@@ -41,7 +41,9 @@ impl HttpRequest {
 
     /// Adds a header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.0.push((name.into().into(), value.into().into()));
+        self.headers
+            .0
+            .push((name.into().into(), value.into().into()));
         self
     }
 
@@ -227,7 +229,11 @@ impl Registry {
         })
     }
 
-    pub(crate) fn register(&self, conn: ConnectionId, id: &str) -> Result<Registered, RegistryError> {
+    pub(crate) fn register(
+        &self,
+        conn: ConnectionId,
+        id: &str,
+    ) -> Result<Registered, RegistryError> {
         self.lock().register(conn, id)
     }
 

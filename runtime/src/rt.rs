@@ -43,8 +43,11 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
 
     /// Connects to `host:port` (with `TCP_NODELAY` set).
-    fn connect(&self, host: &str, port: u16)
-    -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 }
 
 /// A TCP listener on a [`Runtime`]: accept connections, then hand them to

@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use wirestream_proto::{
-    ClientRequest, ClientRequestKind, Config, ConnectionId, EndReason, Error, Json, Phase,
-    Refused, Registered, RegistryError, RequestError, ResponseError, ServerEvent, ServerResponse,
+    ClientRequest, ClientRequestKind, Config, ConnectionId, EndReason, Error, Json, Phase, Refused,
+    Registered, RegistryError, RequestError, ResponseError, ServerEvent, ServerResponse,
     ServerSession,
 };
 
@@ -167,9 +167,7 @@ impl<R: Runtime> Server<R> {
                 tx: chunks,
                 max_frame,
             },
-            requests: Requests {
-                rx: Some(requests),
-            },
+            requests: Requests { rx: Some(requests) },
             link: Link {
                 mailbox: Some(mailbox),
                 registry: self.registry.clone(),
@@ -243,9 +241,8 @@ impl<R: Runtime> Server<R> {
         H: FnOnce(B, Session) -> Fut + Send + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        let body: B = serde_json::from_slice(body).map_err(|e| {
-            ResponseError::new(400, &format!("failed to deserialize body: {e}"))
-        })?;
+        let body: B = serde_json::from_slice(body)
+            .map_err(|e| ResponseError::new(400, &format!("failed to deserialize body: {e}")))?;
         let (tx, rx) = mpsc::channel(CHUNK_CHANNEL);
         let session = Session {
             chunks: ChunkSender {
@@ -425,7 +422,10 @@ impl Session {
     /// Sends this session's client a server request (PROTOCOL.md §3.2) and
     /// awaits its response, its deadline or the connection's end. Allowed
     /// before the first chunk.
-    pub async fn request(&self, request: HttpRequest) -> Result<ServerResponse<'static>, RequestFailed> {
+    pub async fn request(
+        &self,
+        request: HttpRequest,
+    ) -> Result<ServerResponse<'static>, RequestFailed> {
         match &self.link.mailbox {
             Some(mailbox) => ask(mailbox.clone(), request).await,
             None => Err(RequestFailed::NotConnected),
@@ -756,7 +756,11 @@ where
 {
     type Engine = ServerSession;
 
-    fn deliver(&mut self, engine: &mut ServerSession, event: ServerEvent) -> Result<(), ServerEvent> {
+    fn deliver(
+        &mut self,
+        engine: &mut ServerSession,
+        event: ServerEvent,
+    ) -> Result<(), ServerEvent> {
         match event {
             ServerEvent::Body(text) => self.start(engine, &text),
             ServerEvent::Request(request) => {

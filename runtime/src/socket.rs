@@ -204,20 +204,26 @@ where
     let host = uri
         .host()
         .ok_or_else(|| ConnectError::Url(format!("{url}: no host")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| ConnectError::Header(format!("{name}: {e}")))?;
-        let value =
-            HeaderValue::from_str(value).map_err(|e| ConnectError::Header(format!("{name}: {e}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| ConnectError::Header(format!("{name}: {e}")))?;
         request.headers_mut().append(name, value);
     }
     let stream = connect(host, uri.port_u16().unwrap_or(80))
         .await
         .map_err(ConnectError::Io)?;
-    let (ws, _response) =
-        async_tungstenite::client_async_with_config(request, stream, Some(websocket_config(config)))
-            .await
-            .map_err(ConnectError::WebSocket)?;
+    let (ws, _response) = async_tungstenite::client_async_with_config(
+        request,
+        stream,
+        Some(websocket_config(config)),
+    )
+    .await
+    .map_err(ConnectError::WebSocket)?;
     Ok(ws)
 }
