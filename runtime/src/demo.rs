@@ -41,6 +41,10 @@ pub struct DemoBody {
     /// so that a client has time to notify a running completion.
     #[serde(default = "default_interval")]
     pub interval_ms: u64,
+    /// A session id to resume (registered as this connection's); without
+    /// one, a fresh id is minted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }
 
 fn default_interval() -> u64 {
@@ -91,8 +95,9 @@ pub fn tools_list(session_id: &str) -> HttpRequest {
 
 /// The demo endpoint's handler: streams `body.chunks` chunks of one agent
 /// completion, one every `interval_ms`; answers `ok` to every notify for
-/// its completion; after the first chunk, sends one server request to the
-/// client's session through the registry, without waiting for it.
+/// its completion; over a WebSocket, registers the client's session id
+/// (resumed or minted) and after the first chunk sends one server request
+/// to it through the registry, without waiting for it.
 pub async fn stream<R: Runtime>(rt: R, body: DemoBody, mut session: Session) -> HandlerResult {
     let completion = format!("agc-{}", mint_id(&mut OsRandom::new()));
     let mut requests = session.requests();
@@ -101,9 +106,14 @@ pub async fn stream<R: Runtime>(rt: R, body: DemoBody, mut session: Session) -> 
             request.respond(Ok(()));
         }
     });
-    let session_id = session
-        .mint_session_id()
-        .map_err(|e| ResponseError::new(503, &e.to_string()))?;
+    let session_id = if !session.is_websocket() {
+        Ok(None)
+    } else if let Some(id) = &body.session_id {
+        session.register_session(id).map(|_| id.clone()).map(Some)
+    } else {
+        session.mint_session_id().map(Some)
+    }
+    .map_err(|e| ResponseError::new(503, &e.to_string()))?;
     let interval = Duration::from_millis(body.interval_ms.min(MAX_INTERVAL_MS));
     for i in 0..body.chunks {
         if i > 0 {
@@ -117,7 +127,7 @@ pub async fn stream<R: Runtime>(rt: R, body: DemoBody, mut session: Session) -> 
             // The client left; nobody to stream to.
             return Ok(());
         }
-        if i == 0 {
+        if let (0, Some(session_id)) = (i, &session_id) {
             let registry = session.registry().clone();
             let session_id = session_id.clone();
             rt.spawn(async move {
@@ -202,6 +212,7 @@ pub async fn run<R: Runtime>(rt: R, runtime_name: &str) -> Result<(), BoxError> 
     let body = DemoBody {
         chunks: 5,
         interval_ms: 100,
+        session_id: None,
     };
     let (mut chunks, notifier) = Client::new(rt, &url)
         .header("authorization", "Bearer demo")

@@ -64,6 +64,7 @@ fn fast(chunks: u32) -> DemoBody {
     DemoBody {
         chunks,
         interval_ms: 0,
+        session_id: None,
     }
 }
 
