@@ -52,21 +52,9 @@ impl HttpResponse {
             ..Self::default()
         }
     }
-
-    /// Adds a header.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers
-            .0
-            .push((name.into().into(), value.into().into()));
-        self
-    }
-
-    /// Sets the body to `body` serialized as JSON.
-    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Result<Self, serde_json::Error> {
-        self.body = Some(serde_json::value::to_raw_value(body)?);
-        Ok(self)
-    }
 }
+
+crate::http::http_message_builders!(HttpResponse);
 
 type Handler =
     Arc<dyn Fn(ServerRequest<'static>) -> BoxFuture<'static, HttpResponse> + Send + Sync>;
@@ -482,14 +470,26 @@ impl<R: Runtime> ClientSide<R> {
             let _ = engine.respond(Instant::now(), id, 501, &Headers::new(), None);
             return;
         };
-        let response = handler(request.clone());
+        let id = request.id.clone().into_owned();
+        let mut response = handler(request);
+        // A handler that answers at once is answered inline; one that waits
+        // runs on its own task.
+        if let Some(response) = (&mut response).now_or_never() {
+            respond(engine, &id, &response);
+            return;
+        }
         let responses = self.responses_tx.clone();
-        let id = request.id.into_owned();
         self.rt.spawn(async move {
             let response = response.await;
             let _ = responses.unbounded_send((id, response));
         });
     }
+}
+
+/// Answers the server request `id` (already ended, if the session is over).
+fn respond(engine: &mut ClientSession, id: &str, response: &HttpResponse) {
+    let body = response.body.as_deref();
+    let _ = engine.respond(Instant::now(), id, response.status, &response.headers, body);
 }
 
 /// Maps a notify's end to what [`Notifier::notify`] returns.
@@ -567,14 +567,7 @@ impl<R: Runtime> Side for ClientSide<R> {
             }
         }
         if let Poll::Ready(Some((id, response))) = self.responses.poll_next_unpin(cx) {
-            let body = response.body.as_deref();
-            let _ = engine.respond(
-                Instant::now(),
-                &id,
-                response.status,
-                &response.headers,
-                body,
-            );
+            respond(engine, &id, &response);
             return Poll::Ready(());
         }
         if self.writable {

@@ -183,7 +183,10 @@ where
             // Drain the engine: events may queue frames, sending frames may
             // raise events (`Writable`); stop when neither moves.
             while self.deliver(cx) | self.transmit(cx) {}
-            if self.reading == Reading::Fused && self.out.is_none() && !self.unflushed {
+            if self.reading == Reading::Fused && self.out.is_none() && {
+                self.flush(cx);
+                !self.unflushed
+            } {
                 // Everything the engine wanted to say is written; the peer's
                 // reply can no longer be read.
                 self.reading = Reading::Done;
@@ -203,11 +206,17 @@ where
             };
             let fed = self.timer(cx) || inputs.iter().any(|input| input(self, cx));
             if !fed {
+                // Idle: write out what this poll produced, in one go, before
+                // waiting.
+                if self.flush(cx) {
+                    continue;
+                }
                 return Poll::Pending;
             }
             self.socket_first = !self.socket_first;
             budget -= 1;
             if budget == 0 {
+                self.flush(cx);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -244,8 +253,9 @@ where
         moved
     }
 
-    /// Moves queued frames into the socket and flushes; true if the engine
-    /// gave up any frame.
+    /// Moves queued frames into the socket (tungstenite writes once its
+    /// buffer passes `write_buffer_size`; the rest is flushed when the
+    /// driver goes idle); true if the engine gave up any frame.
     fn transmit(&mut self, cx: &mut Context<'_>) -> bool {
         let mut popped = false;
         loop {
@@ -277,14 +287,26 @@ where
                 }
             }
         }
-        if self.unflushed {
-            match Pin::new(&mut self.ws).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(e)) => self.write_failed(&e),
-                Poll::Pending => {}
-            }
-        }
         popped
+    }
+
+    /// Flushes what the socket accepted; true if that changed the session
+    /// (a write failed), so the caller goes round again.
+    fn flush(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.unflushed {
+            return false;
+        }
+        match Pin::new(&mut self.ws).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                false
+            }
+            Poll::Ready(Err(e)) => {
+                self.write_failed(&e);
+                true
+            }
+            Poll::Pending => false,
+        }
     }
 
     fn write_failed(&mut self, _error: &WsError) {
@@ -294,30 +316,38 @@ where
         self.engine.handle_transport_lost(Instant::now());
     }
 
-    /// Fires the timer if its instant has come; re-arms it when the
-    /// engine's deadline changed. True if the engine was fed.
+    /// Feeds the engine's deadline if it has come (the clock is checked
+    /// before the timer); true if the engine was fed.
+    ///
+    /// The one timer is re-armed only when the deadline moves earlier than
+    /// the instant it is armed for: a later deadline (the next request's,
+    /// say) keeps it, and when it fires early it is simply re-armed. So a
+    /// stream of requests costs no timer churn, and `handle_timeout` is only
+    /// called once the deadline has come.
     fn timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = self.engine.poll_timeout();
-        if deadline != self.armed {
-            self.armed = deadline;
-            self.sleep = None;
-        }
-        let Some(at) = self.armed else {
-            return false;
-        };
-        let due = Instant::now() >= at || {
-            let rt = &self.rt;
-            let sleep = self
-                .sleep
-                .get_or_insert_with(|| Box::pin(rt.sleep_until(at)));
-            sleep.as_mut().poll(cx).is_ready()
-        };
-        if due {
+        loop {
+            let Some(deadline) = self.engine.poll_timeout() else {
+                return false;
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                self.engine.handle_timeout(now);
+                return true;
+            }
+            if self.armed.is_none_or(|armed| deadline < armed) {
+                self.armed = Some(deadline);
+                self.sleep = Some(Box::pin(self.rt.sleep_until(deadline)));
+            }
+            let Some(sleep) = &mut self.sleep else {
+                return false;
+            };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // Fired, early for the current deadline: arm again.
             self.armed = None;
             self.sleep = None;
-            self.engine.handle_timeout(Instant::now());
         }
-        due
     }
 
     /// Feeds one inbound message, if the engine wants one and one is there.

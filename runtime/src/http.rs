@@ -25,3 +25,35 @@ pub fn sse_event(data: &RawValue) -> String {
     event.push_str("\n\n");
     event
 }
+
+/// The builder methods HTTP requests and responses share (both have
+/// `headers: Headers<'static>` and `body: Option<Box<RawValue>>`).
+macro_rules! http_message_builders {
+    ($type:ty) => {
+        impl $type {
+            /// Adds a header.
+            pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+                self.headers
+                    .0
+                    .push((name.into().into(), value.into().into()));
+                self
+            }
+
+            /// Sets the body to `body` serialized as JSON.
+            pub fn json<T: serde::Serialize + ?Sized>(
+                mut self,
+                body: &T,
+            ) -> Result<Self, serde_json::Error> {
+                self.body = Some(serde_json::value::to_raw_value(body)?);
+                Ok(self)
+            }
+
+            /// Sets the body to raw JSON.
+            pub fn raw_body(mut self, body: Box<serde_json::value::RawValue>) -> Self {
+                self.body = Some(body);
+                self
+            }
+        }
+    };
+}
+pub(crate) use http_message_builders;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures_channel::{mpsc, oneshot};
 use futures_util::SinkExt;
-use serde::Serialize;
 use serde_json::value::RawValue;
 use wirestream_proto::{
     ConnectionId, Headers, Outcome, Registered, RegistryError, RegistryLimits, ServerResponse,
@@ -39,32 +38,14 @@ impl HttpRequest {
         }
     }
 
-    /// Adds a header.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers
-            .0
-            .push((name.into().into(), value.into().into()));
-        self
-    }
-
-    /// Sets the body to `body` serialized as JSON.
-    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Result<Self, serde_json::Error> {
-        self.body = Some(serde_json::value::to_raw_value(body)?);
-        Ok(self)
-    }
-
-    /// Sets the body to raw JSON.
-    pub fn raw_body(mut self, body: Box<RawValue>) -> Self {
-        self.body = Some(body);
-        self
-    }
-
     /// Sets the deadline.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 }
+
+crate::http::http_message_builders!(HttpRequest);
 
 /// Why a server request got no response.
 #[derive(Clone, Debug, PartialEq, Eq)]
