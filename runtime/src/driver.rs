@@ -137,6 +137,9 @@ pub(crate) struct Driver<R: Runtime, S, D: Side> {
     sleep: Option<Pin<Box<R::Sleep>>>,
     /// Alternates which input is tried first, for fairness.
     socket_first: bool,
+    /// The socket had nothing to read earlier in this poll; its waker is
+    /// registered, so it is not asked again until the task is woken.
+    read_idle: bool,
     end: Option<EndReason>,
 }
 
@@ -166,6 +169,7 @@ where
             armed: None,
             sleep: None,
             socket_first: true,
+            read_idle: false,
             end: None,
         }
     }
@@ -179,6 +183,7 @@ where
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut budget = BUDGET;
+        self.read_idle = false;
         loop {
             // Drain the engine: events may queue frames, sending frames may
             // raise events (`Writable`); stop when neither moves.
@@ -316,25 +321,27 @@ where
         self.engine.handle_transport_lost(Instant::now());
     }
 
-    /// Feeds the engine's deadline if it has come (the clock is checked
-    /// before the timer); true if the engine was fed.
+    /// Feeds the engine's deadline if it has come; true if the engine was
+    /// fed.
     ///
     /// The one timer is re-armed only when the deadline moves earlier than
-    /// the instant it is armed for: a later deadline (the next request's,
-    /// say) keeps it, and when it fires early it is simply re-armed. So a
-    /// stream of requests costs no timer churn, and `handle_timeout` is only
-    /// called once the deadline has come.
+    /// the instant it is armed for, and the clock is checked right before
+    /// (re-)arming and when the timer fires. A later deadline (the next
+    /// request's, say) keeps the armed timer, which then fires early and is
+    /// re-armed; so a stream of requests costs neither timers nor clock
+    /// reads, and `handle_timeout` is only called once the deadline has come.
     fn timer(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
             let Some(deadline) = self.engine.poll_timeout() else {
                 return false;
             };
-            let now = Instant::now();
-            if now >= deadline {
-                self.engine.handle_timeout(now);
-                return true;
-            }
-            if self.armed.is_none_or(|armed| deadline < armed) {
+            let covered = self.armed.is_some_and(|armed| armed <= deadline);
+            if !covered {
+                let now = Instant::now();
+                if now >= deadline {
+                    self.engine.handle_timeout(now);
+                    return true;
+                }
                 self.armed = Some(deadline);
                 self.sleep = Some(Box::pin(self.rt.sleep_until(deadline)));
             }
@@ -344,7 +351,8 @@ where
             if sleep.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            // Fired, early for the current deadline: arm again.
+            // Fired: for this deadline (fed on the next round), or early
+            // for a later one (re-armed).
             self.armed = None;
             self.sleep = None;
         }
@@ -352,11 +360,16 @@ where
 
     /// Feeds one inbound message, if the engine wants one and one is there.
     fn read(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.reading != Reading::Open || self.parked.is_some() || !self.engine.wants_input() {
+        if self.reading != Reading::Open
+            || self.read_idle
+            || self.parked.is_some()
+            || !self.engine.wants_input()
+        {
             return false;
         }
         let polled = Pin::new(&mut self.ws).poll_next(cx);
         let Poll::Ready(item) = polled else {
+            self.read_idle = true;
             return false;
         };
         let now = Instant::now();

@@ -174,12 +174,33 @@ impl Registry {
         session_id: &str,
         request: HttpRequest,
     ) -> Result<ServerResponse<'static>, RequestFailed> {
-        let mailbox = self
-            .lock()
-            .lookup(session_id)
-            .map(|(_, mailbox)| mailbox.clone())
-            .ok_or(RequestFailed::UnknownSession)?;
-        ask(mailbox, request).await
+        let (reply, answer) = oneshot::channel();
+        let outgoing = Outgoing { request, reply };
+        // Usually the mailbox has room: post under the lock, without
+        // waiting; otherwise wait for room on a clone, outside it.
+        let full = {
+            let mut registry = self.lock();
+            let conn = registry
+                .lookup(session_id)
+                .map(|(conn, _)| conn)
+                .ok_or(RequestFailed::UnknownSession)?;
+            let mailbox = registry
+                .get_mut(conn)
+                .ok_or(RequestFailed::UnknownSession)?;
+            match mailbox.try_send(outgoing) {
+                Ok(()) => None,
+                Err(e) if e.is_full() => Some((mailbox.clone(), e.into_inner())),
+                Err(_) => return Err(RequestFailed::SessionEnded),
+            }
+        };
+        if let Some((mut mailbox, outgoing)) = full {
+            mailbox
+                .send(outgoing)
+                .await
+                .map_err(|_| RequestFailed::SessionEnded)?;
+        }
+        // A driver that ends drops the request: the session ended.
+        answer.await.unwrap_or(Err(RequestFailed::SessionEnded))
     }
 
     /// Whether a live connection owns `session_id`.

@@ -17,6 +17,11 @@ use wirestream_proto::{CloseCode, Config, Transmit};
 /// Bytes tungstenite gathers before writing to the socket. The driver
 /// flushes after each batch of frames, so this only sets the largest write.
 const WRITE_BUFFER: usize = 128 << 10;
+/// Bytes tungstenite reads at once. It zeroes this much before every read
+/// attempt, even one that finds nothing (128 KiB by default, which costs
+/// more than sending a 1 KiB chunk); frames larger than this are still read
+/// whole, in several reads.
+const READ_BUFFER: usize = 8 << 10;
 /// A frame header's largest size (RFC 6455 §5.2).
 const FRAME_HEADER: usize = 14;
 
@@ -29,6 +34,7 @@ const FRAME_HEADER: usize = 14;
 ///   as [`Inbound::Oversize`](wirestream_proto::Inbound::Oversize);
 /// - `write_buffer_size` is the engine's outbound queue limit, at most
 ///   128 KiB;
+/// - `read_buffer_size` is 8 KiB (tungstenite zeroes it before each read);
 /// - `max_write_buffer_size` (unbounded by default) holds that plus one frame
 ///   of [`Config::max_frame_size`]: the adapters refuse to send a frame larger
 ///   than that, as the peer would refuse it too.
@@ -36,6 +42,7 @@ pub fn websocket_config(config: &Config) -> WebSocketConfig {
     let config = config.clone().normalized();
     let write = WRITE_BUFFER.min(config.max_queued_bytes);
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_frame_size(Some(config.max_frame_size))
         .max_message_size(Some(config.max_frame_size))
         .write_buffer_size(write)
