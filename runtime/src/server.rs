@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as Handshake};
 use async_tungstenite::tungstenite::{self, Message};
 use futures_channel::{mpsc, oneshot};
-use futures_util::future::{AbortHandle, abortable};
+use futures_util::future::{AbortHandle, Either, abortable, select};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{SinkExt, Stream, StreamExt};
 use serde::Serialize;
@@ -117,7 +117,9 @@ impl<R: Runtime> Server<R> {
     }
 
     /// The WebSocket handshake over an accepted connection, with this
-    /// server's limits (see [`accept_websocket`]).
+    /// server's limits (see [`accept_websocket`]). A handshake that takes
+    /// longer than the body timeout fails with `TimedOut`, so a peer that
+    /// opens connections and never upgrades them holds nothing for long.
     pub async fn accept<S, C>(
         &self,
         stream: S,
@@ -127,7 +129,18 @@ impl<R: Runtime> Server<R> {
         S: AsyncRead + AsyncWrite + Unpin,
         C: FnOnce(&Handshake) -> Result<(), ErrorResponse> + Unpin,
     {
-        accept_websocket(stream, &self.config, check).await
+        let handshake = pin!(accept_websocket(stream, &self.config, check));
+        let deadline = Instant::now().checked_add(self.config.body_timeout);
+        let Some(deadline) = deadline else {
+            return handshake.await;
+        };
+        match select(handshake, pin!(self.rt.sleep_until(deadline))).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(_) => Err(tungstenite::Error::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the WebSocket handshake took longer than the body timeout",
+            ))),
+        }
     }
 
     /// Serves one session (PROTOCOL.md §2) over `ws` and returns how it
