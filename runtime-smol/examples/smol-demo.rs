@@ -1,4 +1,4 @@
-//! The wirestream demo on smol: `cargo run --release -p wirestream-smol --example demo`
+//! The wirestream demo on smol: `cargo run --release -p wirestream-smol --example smol-demo`
 //! runs a server and a client against it and prints what crossed the wire;
 //! `-- --serve [ADDR]` only serves the demo endpoint at `/agent/completions`.
 
