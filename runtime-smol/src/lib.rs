@@ -1,0 +1,90 @@
+//! Serve and consume the wirestream protocol on smol (and so for async-std
+//! users: both run on async-io), over async-tungstenite.
+//!
+//! This crate is the [`Smol`] implementation of
+//! [`wirestream_runtime::Runtime`] (sleep, spawn, listen, accept, connect)
+//! and re-exports the runtime-agnostic API with it filled in; the driver
+//! loop itself lives in `wirestream-runtime`, shared with `wirestream-tokio`.
+//!
+//! ```no_run
+//! use wirestream_smol::{HandlerResult, Listener, Server, Session, Smol, only_path};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Body { chunks: u32 }
+//!
+//! async fn handler(body: Body, mut session: Session) -> HandlerResult {
+//!     for i in 0..body.chunks {
+//!         let chunk = serde_json::json!({"id": "agc-1", "object": "agent.completion.chunk", "n": i});
+//!         if session.send(&chunk, ["agc-1"]).await.is_err() {
+//!             break; // the client left
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//!
+//! smol::block_on(async {
+//!     let listener = Listener::bind(Smol, "127.0.0.1:8080".parse().unwrap()).await?;
+//!     Server::new(Smol).listen(&listener, only_path("/agent/completions"), handler).await
+//! })
+//! # .unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use async_io::Timer;
+use smol::net::{TcpListener, TcpStream};
+
+pub use wirestream_runtime::*;
+
+/// The smol runtime, for the driver: `async_io::Timer`, `smol::spawn` (the
+/// global executor) and smol's TCP sockets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Smol;
+
+/// A server of the wirestream protocol on smol.
+pub type SmolServer = Server<Smol>;
+
+/// A client of the wirestream protocol on smol.
+pub type SmolClient = Client<Smol>;
+
+impl Runtime for Smol {
+    type Sleep = Timer;
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+
+    fn sleep_until(&self, deadline: Instant) -> Timer {
+        Timer::at(deadline)
+    }
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        smol::spawn(future).detach();
+    }
+
+    async fn bind(&self, addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind(addr).await
+    }
+
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    async fn accept(&self, listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((stream, peer))
+    }
+
+    async fn connect(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}

@@ -1,0 +1,412 @@
+//! The driver loop, written once for both roles and every runtime.
+//!
+//! One task owns the socket, the engine, one timer and the application's
+//! command channels. Each turn it transmits what the engine queued, hands
+//! the engine's events to the application, re-arms the timer from
+//! `poll_timeout` when it changed (checking the clock first), then feeds
+//! exactly one input: an inbound message, the timer, or a command. It keeps
+//! reading while the application is idle, so tungstenite answers pings and
+//! close frames, and stops reading while the engine says it
+//! [wants no input](wirestream_proto::ServerSession::wants_input).
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use futures_util::io::{AsyncRead, AsyncWrite};
+use futures_util::{Sink, Stream};
+use wirestream_proto::{
+    ClientEvent, ClientSession, EndReason, Inbound, ServerEvent, ServerSession, Transmit,
+};
+
+use crate::rt::Runtime;
+use crate::socket::{Direction, Tap, close_code, to_message};
+
+/// Inputs fed in one poll before the driver yields to its executor, so a
+/// peer that never pauses cannot starve the other tasks of its thread.
+const BUDGET: u32 = 128;
+
+/// The engine calls the driver makes; both sessions have them.
+pub(crate) trait Engine {
+    /// What the session tells its application.
+    type Event;
+    fn handle_frame(&mut self, now: Instant, frame: Inbound<'_>);
+    fn handle_timeout(&mut self, now: Instant);
+    fn handle_transport_lost(&mut self, now: Instant);
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn wants_input(&self) -> bool;
+    fn is_closed(&self) -> bool;
+    /// The end, if the event is the session's end.
+    fn end_of(event: &Self::Event) -> Option<EndReason>;
+}
+
+macro_rules! engine {
+    ($session:ty, $event:ident) => {
+        impl Engine for $session {
+            type Event = $event;
+            fn handle_frame(&mut self, now: Instant, frame: Inbound<'_>) {
+                <$session>::handle_frame(self, now, frame)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$session>::handle_timeout(self, now)
+            }
+            fn handle_transport_lost(&mut self, now: Instant) {
+                <$session>::handle_transport_lost(self, now)
+            }
+            fn poll_transmit(&mut self) -> Option<Transmit> {
+                <$session>::poll_transmit(self)
+            }
+            fn poll_event(&mut self) -> Option<$event> {
+                <$session>::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$session>::poll_timeout(self)
+            }
+            fn wants_input(&self) -> bool {
+                <$session>::wants_input(self)
+            }
+            fn is_closed(&self) -> bool {
+                <$session>::is_closed(self)
+            }
+            fn end_of(event: &$event) -> Option<EndReason> {
+                match event {
+                    $event::End(reason) => Some(*reason),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+engine!(ServerSession, ServerEvent);
+engine!(ClientSession, ClientEvent);
+
+/// The application's half of a connection: where events go and where
+/// commands come from. The server and client roles implement it.
+pub(crate) trait Side {
+    type Engine: Engine;
+
+    /// Hands one event to the application. An event it cannot take now is
+    /// handed back; the driver then reads nothing more and delivers nothing
+    /// else until [`poll_deliver`](Self::poll_deliver) is ready.
+    fn deliver(
+        &mut self,
+        engine: &mut Self::Engine,
+        event: <Self::Engine as Engine>::Event,
+    ) -> Result<(), <Self::Engine as Engine>::Event>;
+
+    /// Ready when a handed-back event can be delivered again.
+    fn poll_deliver(&mut self, cx: &mut Context<'_>, engine: &mut Self::Engine) -> Poll<()>;
+
+    /// Applies at most one command of the application to the engine:
+    /// `Ready(())` when it applied one, `Pending` (wakers registered) when
+    /// none is waiting.
+    fn poll_command(&mut self, cx: &mut Context<'_>, engine: &mut Self::Engine) -> Poll<()>;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Open,
+    /// tungstenite refused an oversize message and fused its stream; the
+    /// socket still writes, so the engine's 413 and close go out first.
+    Fused,
+    Done,
+}
+
+/// One connection: socket, engine, timer and the application's side.
+pub(crate) struct Driver<R: Runtime, S, D: Side> {
+    // Dropped in this order: the application's side (which leaves the
+    // registry) before the socket, so that once the peer sees the
+    // connection close, the registry no longer lists it.
+    side: D,
+    engine: D::Engine,
+    ws: WebSocketStream<S>,
+    rt: R,
+    tap: Option<Tap>,
+    /// A frame taken from the engine that the socket has not accepted yet.
+    out: Option<Message>,
+    unflushed: bool,
+    reading: Reading,
+    parked: Option<<D::Engine as Engine>::Event>,
+    armed: Option<Instant>,
+    sleep: Option<Pin<Box<R::Sleep>>>,
+    /// Alternates which input is tried first, for fairness.
+    socket_first: bool,
+    /// The socket had nothing to read earlier in this poll; its waker is
+    /// registered, so it is not asked again until the task is woken.
+    read_idle: bool,
+    end: Option<EndReason>,
+}
+
+impl<R, S, D> Driver<R, S, D>
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin,
+    D: Side,
+{
+    pub(crate) fn new(
+        rt: R,
+        ws: WebSocketStream<S>,
+        engine: D::Engine,
+        side: D,
+        tap: Option<Tap>,
+    ) -> Self {
+        Self {
+            rt,
+            ws,
+            engine,
+            side,
+            tap,
+            out: None,
+            unflushed: false,
+            reading: Reading::Open,
+            parked: None,
+            armed: None,
+            sleep: None,
+            socket_first: true,
+            read_idle: false,
+            end: None,
+        }
+    }
+
+    /// Runs the connection to its end and returns how it ended.
+    pub(crate) async fn run(mut self) -> EndReason {
+        poll_fn(|cx| self.poll_drive(cx)).await;
+        // A session always reports its end; this is only a fallback.
+        self.end.unwrap_or(EndReason::TransportLost)
+    }
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut budget = BUDGET;
+        self.read_idle = false;
+        loop {
+            // Drain the engine: events may queue frames, sending frames may
+            // raise events (`Writable`); stop when neither moves.
+            while self.deliver(cx) | self.transmit(cx) {}
+            if self.reading == Reading::Fused && self.out.is_none() && {
+                self.flush(cx);
+                !self.unflushed
+            } {
+                // Everything the engine wanted to say is written; the peer's
+                // reply can no longer be read.
+                self.reading = Reading::Done;
+                self.engine.handle_transport_lost(Instant::now());
+                continue;
+            }
+            if self.engine.is_closed() && self.parked.is_none() {
+                // Flush a close echo tungstenite may have queued; a peer
+                // that does not read gets no more of our time.
+                let _ = Pin::new(&mut self.ws).poll_flush(cx);
+                return Poll::Ready(());
+            }
+            let inputs: [fn(&mut Self, &mut Context<'_>) -> bool; 2] = if self.socket_first {
+                [Self::read, Self::command]
+            } else {
+                [Self::command, Self::read]
+            };
+            let fed = self.timer(cx) || inputs.iter().any(|input| input(self, cx));
+            if !fed {
+                // Idle: write out what this poll produced, in one go, before
+                // waiting.
+                if self.flush(cx) {
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            self.socket_first = !self.socket_first;
+            budget -= 1;
+            if budget == 0 {
+                self.flush(cx);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Hands the engine's events to the application; true if any moved.
+    fn deliver(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut moved = false;
+        if self.parked.is_some() {
+            if self.side.poll_deliver(cx, &mut self.engine).is_pending() {
+                return false;
+            }
+            if let Some(event) = self.parked.take() {
+                moved = true;
+                if let Err(event) = self.side.deliver(&mut self.engine, event) {
+                    self.parked = Some(event);
+                    return moved;
+                }
+            }
+        }
+        while let Some(event) = self.engine.poll_event() {
+            moved = true;
+            if let Some(reason) = D::Engine::end_of(&event) {
+                self.end.get_or_insert(reason);
+            }
+            if let Err(event) = self.side.deliver(&mut self.engine, event) {
+                // The next round polls `poll_deliver`, which registers the
+                // wake-up for when it can go.
+                self.parked = Some(event);
+                break;
+            }
+        }
+        moved
+    }
+
+    /// Moves queued frames into the socket (tungstenite writes once its
+    /// buffer passes `write_buffer_size`; the rest is flushed when the
+    /// driver goes idle); true if the engine gave up any frame.
+    fn transmit(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut popped = false;
+        loop {
+            if self.out.is_none() {
+                let Some(frame) = self.engine.poll_transmit() else {
+                    break;
+                };
+                popped = true;
+                let message = to_message(frame);
+                if let Some(tap) = &self.tap {
+                    tap(Direction::Out, &message);
+                }
+                self.out = Some(message);
+            }
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => {
+                    self.write_failed(&e);
+                    break;
+                }
+                Poll::Ready(Ok(())) => {
+                    if let Some(message) = self.out.take() {
+                        if let Err(e) = Pin::new(&mut self.ws).start_send(message) {
+                            self.write_failed(&e);
+                            break;
+                        }
+                        self.unflushed = true;
+                    }
+                }
+            }
+        }
+        popped
+    }
+
+    /// Flushes what the socket accepted; true if that changed the session
+    /// (a write failed), so the caller goes round again.
+    fn flush(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.unflushed {
+            return false;
+        }
+        match Pin::new(&mut self.ws).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                false
+            }
+            Poll::Ready(Err(e)) => {
+                self.write_failed(&e);
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    fn write_failed(&mut self, _error: &WsError) {
+        self.out = None;
+        self.unflushed = false;
+        self.reading = Reading::Done;
+        self.engine.handle_transport_lost(Instant::now());
+    }
+
+    /// Feeds the engine's deadline if it has come; true if the engine was
+    /// fed.
+    ///
+    /// The one timer is re-armed only when the deadline moves earlier than
+    /// the instant it is armed for, and the clock is checked right before
+    /// (re-)arming and when the timer fires. A later deadline (the next
+    /// request's, say) keeps the armed timer, which then fires early and is
+    /// re-armed; so a stream of requests costs neither timers nor clock
+    /// reads, and `handle_timeout` is only called once the deadline has come.
+    fn timer(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let Some(deadline) = self.engine.poll_timeout() else {
+                return false;
+            };
+            let covered = self.armed.is_some_and(|armed| armed <= deadline);
+            if !covered {
+                let now = Instant::now();
+                if now >= deadline {
+                    self.engine.handle_timeout(now);
+                    return true;
+                }
+                self.armed = Some(deadline);
+                self.sleep = Some(Box::pin(self.rt.sleep_until(deadline)));
+            }
+            let Some(sleep) = &mut self.sleep else {
+                return false;
+            };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // Fired: for this deadline (fed on the next round), or early
+            // for a later one (re-armed).
+            self.armed = None;
+            self.sleep = None;
+        }
+    }
+
+    /// Feeds one inbound message, if the engine wants one and one is there.
+    fn read(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.reading != Reading::Open
+            || self.read_idle
+            || self.parked.is_some()
+            || !self.engine.wants_input()
+        {
+            return false;
+        }
+        let polled = Pin::new(&mut self.ws).poll_next(cx);
+        let Poll::Ready(item) = polled else {
+            self.read_idle = true;
+            return false;
+        };
+        let now = Instant::now();
+        match item {
+            Some(Ok(message)) => {
+                if let Some(tap) = &self.tap {
+                    tap(Direction::In, &message);
+                }
+                let frame = match &message {
+                    Message::Text(text) => Inbound::Text(text.as_str()),
+                    Message::Binary(_) => Inbound::Binary,
+                    Message::Ping(_) => Inbound::Ping,
+                    Message::Pong(_) => Inbound::Pong,
+                    Message::Close(frame) => Inbound::Close(close_code(frame.as_ref())),
+                    // tungstenite never reads raw frames.
+                    Message::Frame(_) => return true,
+                };
+                self.engine.handle_frame(now, frame);
+            }
+            Some(Err(WsError::Capacity(_))) => {
+                self.reading = Reading::Fused;
+                self.engine.handle_frame(now, Inbound::Oversize);
+            }
+            Some(Err(_)) | None => {
+                self.reading = Reading::Done;
+                self.engine.handle_transport_lost(now);
+            }
+        }
+        if self.engine.is_closed() {
+            // Nothing more may be sent; tungstenite's own close echo is
+            // flushed on the way out.
+            self.out = None;
+        }
+        true
+    }
+
+    fn command(&mut self, cx: &mut Context<'_>) -> bool {
+        self.side.poll_command(cx, &mut self.engine).is_ready()
+    }
+}

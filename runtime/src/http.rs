@@ -1,0 +1,59 @@
+//! Helpers for serving the streaming route from an HTTP server
+//! (PROTOCOL.md §1).
+
+use async_tungstenite::tungstenite::http::HeaderMap;
+use serde_json::value::RawValue;
+use wirestream_proto::{Transport, body_wants_stream};
+
+/// Selects how to serve one request on the streaming route: a WebSocket
+/// when it asks for an upgrade (`Upgrade: websocket`, in any case, among
+/// other tokens), otherwise Server-Sent Events when the JSON `body` says
+/// `"stream": true`, otherwise one JSON response. `body` is only read for a
+/// request that is not an upgrade; pass an empty slice before it is read.
+pub fn select_transport(headers: &HeaderMap, body: &[u8]) -> Transport {
+    wirestream_proto::select_transport(headers, body_wants_stream(body))
+}
+
+/// One Server-Sent Events event carrying `data` (a chunk, or the error
+/// frame that ends a failed stream): `data: <json>\n\n`. Serialized JSON
+/// has no raw newline, so one `data:` line holds it.
+pub fn sse_event(data: &RawValue) -> String {
+    let json = data.get();
+    let mut event = String::with_capacity(json.len() + 8);
+    event.push_str("data: ");
+    event.push_str(json);
+    event.push_str("\n\n");
+    event
+}
+
+/// The builder methods HTTP requests and responses share (both have
+/// `headers: Headers<'static>` and `body: Option<Box<RawValue>>`).
+macro_rules! http_message_builders {
+    ($type:ty) => {
+        impl $type {
+            /// Adds a header.
+            pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+                self.headers
+                    .0
+                    .push((name.into().into(), value.into().into()));
+                self
+            }
+
+            /// Sets the body to `body` serialized as JSON.
+            pub fn json<T: serde::Serialize + ?Sized>(
+                mut self,
+                body: &T,
+            ) -> Result<Self, serde_json::Error> {
+                self.body = Some(serde_json::value::to_raw_value(body)?);
+                Ok(self)
+            }
+
+            /// Sets the body to raw JSON.
+            pub fn raw_body(mut self, body: Box<serde_json::value::RawValue>) -> Self {
+                self.body = Some(body);
+                self
+            }
+        }
+    };
+}
+pub(crate) use http_message_builders;

@@ -1,0 +1,239 @@
+//! The WebSocket layer below the engine: async-tungstenite's limits taken
+//! from the engine's [`Config`], the handshakes, and the mapping between
+//! tungstenite messages and the engine's frames.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use async_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use futures_util::io::{AsyncRead, AsyncWrite};
+use wirestream_proto::{CloseCode, Config, Transmit};
+
+/// Bytes tungstenite gathers before writing to the socket. The driver
+/// flushes after each batch of frames, so this only sets the largest write.
+const WRITE_BUFFER: usize = 128 << 10;
+/// Bytes tungstenite reads at once. It zeroes this much before every read
+/// attempt, even one that finds nothing (128 KiB by default, which costs
+/// more than sending a 1 KiB chunk); frames larger than this are still read
+/// whole, in several reads.
+const READ_BUFFER: usize = 8 << 10;
+/// Room beyond the largest payload for a frame's header (14 bytes, RFC
+/// 6455 §5.2) and an envelope around a body at the limit (a server
+/// request's id and headers, a notify's fields).
+const ENVELOPE: usize = 64 << 10;
+
+/// async-tungstenite's limits for a session with `config`, so that nothing
+/// below the engine is unbounded:
+///
+/// - `max_frame_size` and `max_message_size` are the engine's
+///   [`Config::max_frame_size`]: a bigger inbound frame is refused while its
+///   header is parsed, before its payload is buffered, and reaches the engine
+///   as [`Inbound::Oversize`](wirestream_proto::Inbound::Oversize);
+/// - `write_buffer_size` is the engine's outbound queue limit, at most
+///   128 KiB;
+/// - `read_buffer_size` is 8 KiB (tungstenite zeroes it before each read);
+/// - `max_write_buffer_size` (unbounded by default) holds that plus one frame
+///   of [`Config::max_frame_size`] and its envelope: the adapters refuse to
+///   send a chunk, body or notify larger than that limit, as the peer would
+///   refuse it too.
+pub fn websocket_config(config: &Config) -> WebSocketConfig {
+    let config = config.clone().normalized();
+    let write = WRITE_BUFFER.min(config.max_queued_bytes);
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_frame_size(Some(config.max_frame_size))
+        .max_message_size(Some(config.max_frame_size))
+        .write_buffer_size(write)
+        .max_write_buffer_size(
+            write
+                .saturating_add(config.max_frame_size)
+                .saturating_add(ENVELOPE),
+        )
+}
+
+/// Which way a frame crossed the socket, for a [`Tap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the peer.
+    In,
+    /// Sent to the peer.
+    Out,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::In => "<-",
+            Self::Out => "->",
+        })
+    }
+}
+
+/// A wiretap: called with every WebSocket message a driver reads or hands
+/// to the socket, in order (for logs and transcripts).
+pub type Tap = Arc<dyn Fn(Direction, &Message) + Send + Sync>;
+
+/// The close code of an engine close frame as tungstenite's type.
+pub(crate) fn close_message(code: CloseCode) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: WsCloseCode::from(code.0),
+        reason: Utf8Bytes::default(),
+    }))
+}
+
+/// An engine frame as a tungstenite message, without copying the text.
+pub(crate) fn to_message(frame: Transmit) -> Message {
+    match frame {
+        Transmit::Text(text) => Message::Text(text.into()),
+        Transmit::Close(code) => close_message(code),
+    }
+}
+
+/// The code of an inbound close frame, as the engine's type.
+pub(crate) fn close_code(frame: Option<&CloseFrame>) -> Option<CloseCode> {
+    frame.map(|f| CloseCode(u16::from(f.code)))
+}
+
+/// The server's WebSocket handshake over an accepted byte stream, with the
+/// limits of [`websocket_config`]. `check` sees the HTTP request first (its
+/// path, its `Authorization` header…) and can refuse it with an HTTP
+/// response (PROTOCOL.md §1: a request that is not allowed never reaches the
+/// session).
+// The callback's error type is tungstenite's.
+#[allow(clippy::result_large_err)]
+pub async fn accept_websocket<S, C>(
+    stream: S,
+    config: &Config,
+    check: C,
+) -> Result<WebSocketStream<S>, tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    C: FnOnce(&Request) -> Result<(), ErrorResponse> + Unpin,
+{
+    let callback = move |request: &Request, response: Response| check(request).map(|()| response);
+    async_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(websocket_config(config)),
+    )
+    .await
+}
+
+/// An HTTP error response for a handshake `check` to refuse a request with.
+pub fn refuse(status: StatusCode, message: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(message.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+/// A `check` for [`accept_websocket`] that accepts only `path`, and refuses
+/// any other with `404`.
+#[allow(clippy::result_large_err)]
+pub fn only_path(
+    path: &str,
+) -> impl FnOnce(&Request) -> Result<(), ErrorResponse> + Clone + Send + Unpin + '_ {
+    move |request: &Request| {
+        if request.uri().path() == path {
+            Ok(())
+        } else {
+            Err(refuse(StatusCode::NOT_FOUND, "no such endpoint"))
+        }
+    }
+}
+
+/// Why a client could not connect.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not a `ws://` URL with a host.
+    Url(String),
+    /// An extra header is not a valid HTTP header.
+    Header(String),
+    /// The body could not be serialized.
+    Body(serde_json::Error),
+    /// The body is larger than [`Config::max_frame_size`].
+    BodyTooLarge,
+    /// The TCP connection failed.
+    Io(std::io::Error),
+    /// The WebSocket handshake failed; a refusal by the server is
+    /// `tungstenite::Error::Http` with its response.
+    WebSocket(tungstenite::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(m) => write!(f, "bad URL: {m}"),
+            Self::Header(m) => write!(f, "bad header: {m}"),
+            Self::Body(e) => write!(f, "could not serialize the body: {e}"),
+            Self::BodyTooLarge => f.write_str("the body is over the frame size limit"),
+            Self::Io(e) => write!(f, "could not connect: {e}"),
+            Self::WebSocket(e) => write!(f, "WebSocket handshake failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Body(e) => Some(e),
+            Self::Io(e) => Some(e),
+            Self::WebSocket(e) => Some(e),
+            Self::Url(_) | Self::Header(_) | Self::BodyTooLarge => None,
+        }
+    }
+}
+
+/// The client's WebSocket handshake: a `ws://` `url` with `headers` added to
+/// the upgrade request, over a TCP connection `connect` opens to the URL's
+/// host and port.
+pub(crate) async fn connect_websocket<S, F, Fut>(
+    url: &str,
+    headers: &[(String, String)],
+    config: &Config,
+    connect: F,
+) -> Result<WebSocketStream<S>, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(String, u16) -> Fut,
+    Fut: Future<Output = std::io::Result<S>>,
+{
+    use tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().map_err(ConnectError::WebSocket)?;
+    let uri = request.uri().clone();
+    if uri.scheme_str() != Some("ws") {
+        return Err(ConnectError::Url(format!(
+            "{url}: only ws:// is supported (no TLS feature)"
+        )));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| ConnectError::Url(format!("{url}: no host")))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| ConnectError::Header(format!("{name}: {e}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| ConnectError::Header(format!("{name}: {e}")))?;
+        request.headers_mut().append(name, value);
+    }
+    let stream = connect(host, uri.port_u16().unwrap_or(80))
+        .await
+        .map_err(ConnectError::Io)?;
+    let (ws, _response) = async_tungstenite::client_async_with_config(
+        request,
+        stream,
+        Some(websocket_config(config)),
+    )
+    .await
+    .map_err(ConnectError::WebSocket)?;
+    Ok(ws)
+}

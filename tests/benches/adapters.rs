@@ -1,0 +1,293 @@
+//! Adapter benchmarks, each measured side by side with a bare
+//! async-tungstenite baseline in the same run, on tokio and on smol:
+//!
+//! - `stream_1k`: one connection streams 2 000 chunks of ~1 KiB to a bare
+//!   reader; wirestream (`Session::send` through the driver) vs a bare
+//!   `WebSocketStream::send` loop of the same JSON frames.
+//! - `round_trip`: one server request (registry → client handler →
+//!   response) vs one bare text echo round trip of a frame of the same size.
+//!
+//! `cargo bench -p wirestream-tests --bench adapters`; ratios: see
+//! BENCHMARKS.md.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_channel::oneshot;
+use futures_util::io::{AsyncRead, AsyncWrite};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use wirestream_runtime::{
+    Client, Config, HttpRequest, HttpResponse, Listener, Registry, Runtime, Session,
+    websocket_config,
+};
+use wirestream_tests::{Smol, TestServer, Tokio, smol_run};
+
+const CHUNKS: usize = 2_000;
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    content: &'a str,
+}
+
+fn chunk(pad: &str) -> Chunk<'_> {
+    Chunk {
+        id: "agc-1",
+        object: "agent.completion.chunk",
+        content: pad,
+    }
+}
+
+fn pad() -> String {
+    "x".repeat(1024 - 60)
+}
+
+async fn raw_connect<R: Runtime>(rt: &R, url: &str) -> WebSocketStream<R::Stream> {
+    let request = url.into_client_request().unwrap();
+    let port = request.uri().port_u16().unwrap();
+    let stream = rt.connect("127.0.0.1", port).await.unwrap();
+    async_tungstenite::client_async_with_config(
+        request,
+        stream,
+        Some(websocket_config(&Config::default())),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+/// The reader both streaming servers face: sends the body, counts text
+/// frames until the close.
+async fn read_stream<R: Runtime>(rt: &R, url: &str) -> usize {
+    let mut ws = raw_connect(rt, url).await;
+    ws.send(Message::text("{}")).await.unwrap();
+    let mut n = 0;
+    while let Some(Ok(message)) = ws.next().await {
+        match message {
+            Message::Text(_) => n += 1,
+            Message::Close(_) => {
+                let _ = ws.flush().await;
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
+/// A bare async-tungstenite server: each connection, once handshaken, is
+/// handed to `serve` on its own task.
+async fn bare_server<R, F, Fut>(rt: R, serve: F) -> String
+where
+    R: Runtime,
+    F: Fn(WebSocketStream<R::Stream>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = Listener::bind(rt.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    rt.clone().spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let serve = serve.clone();
+            rt.spawn(async move {
+                let config = websocket_config(&Config::default());
+                let ws = async_tungstenite::accept_async_with_config(stream, Some(config))
+                    .await
+                    .unwrap();
+                serve(ws).await;
+            });
+        }
+    });
+    url
+}
+
+/// The bare stream: reads the body, sends the frames with `send`, closes.
+async fn bare_stream<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>) {
+    let _body = ws.next().await;
+    let pad = pad();
+    for _ in 0..CHUNKS {
+        let text = serde_json::to_string(&chunk(&pad)).unwrap();
+        ws.send(Message::text(text)).await.unwrap();
+    }
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+}
+
+/// The bare echo: echoes every text frame.
+async fn bare_echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>) {
+    while let Some(Ok(message)) = ws.next().await {
+        if message.is_text() && ws.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn streaming(
+    _: serde_json::Value,
+    mut session: Session,
+) -> wirestream_runtime::HandlerResult {
+    let pad = pad();
+    for _ in 0..CHUNKS {
+        session.send(&chunk(&pad), ["agc-1"]).await.unwrap();
+    }
+    Ok(())
+}
+
+/// A handler that registers "bench" and holds the session open.
+async fn holding(_: serde_json::Value, mut session: Session) -> wirestream_runtime::HandlerResult {
+    session.register_session("bench").unwrap();
+    let mut requests = session.requests();
+    session.send(&chunk("ready"), ["agc-1"]).await.unwrap();
+    while requests.recv().await.is_some() {}
+    Ok(())
+}
+
+fn bench_runtime<R: Runtime + Default>(
+    c: &mut Criterion,
+    name: &str,
+    block_on: fn(std::pin::Pin<Box<dyn Future<Output = Duration> + '_>>) -> Duration,
+) {
+    let rt = R::default();
+    // Servers live for the whole benchmark.
+    let setup = |f: std::pin::Pin<Box<dyn Future<Output = Duration> + '_>>| block_on(f);
+    let mut urls = (String::new(), String::new(), String::new());
+    let mut servers = Vec::new();
+    let mut registry = Registry::default();
+    setup(Box::pin(async {
+        let stream = TestServer::start(&rt, Config::default(), streaming).await;
+        let hold = TestServer::start(&rt, Config::default(), holding).await;
+        urls = (
+            stream.url.clone(),
+            bare_server(rt.clone(), bare_stream).await,
+            bare_server(rt.clone(), bare_echo).await,
+        );
+        registry = hold.registry.clone();
+        let hold_url = hold.url.clone();
+        servers.push(stream);
+        servers.push(hold);
+        urls.2 = format!("{}|{hold_url}", urls.2);
+        Duration::ZERO
+    }));
+    let (wire_url, bare_url, echo_and_hold) = urls;
+    let (echo_url, hold_url) = echo_and_hold.split_once('|').unwrap();
+
+    let mut group = c.benchmark_group(format!("stream_1k/{name}"));
+    group.throughput(Throughput::Elements(CHUNKS as u64));
+    group.sample_size(20);
+    group.bench_function("wirestream", |b| {
+        b.iter_custom(|iters| {
+            block_on(Box::pin(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    assert_eq!(read_stream(&rt, &wire_url).await, CHUNKS);
+                }
+                start.elapsed()
+            }))
+        });
+    });
+    group.bench_function("bare", |b| {
+        b.iter_custom(|iters| {
+            block_on(Box::pin(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    assert_eq!(read_stream(&rt, &bare_url).await, CHUNKS);
+                }
+                start.elapsed()
+            }))
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("round_trip/{name}"));
+    group.bench_function("wirestream", |b| {
+        b.iter_custom(|iters| {
+            block_on(Box::pin(async {
+                let (mut chunks, _notifier) = Client::new(rt.clone(), hold_url)
+                    .on_server_request(|_| async { HttpResponse::new(200) })
+                    .connect::<_, serde_json::Value>(&serde_json::json!({}))
+                    .await
+                    .unwrap();
+                chunks.next().await.unwrap().unwrap();
+                while !registry.contains("bench") {
+                    std::thread::yield_now();
+                }
+                // The requester is a task of the runtime, as an HTTP
+                // bridge's handler would be.
+                let (done, elapsed) = oneshot::channel();
+                let requests = registry.clone();
+                rt.spawn(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let response = requests.request("bench", HttpRequest::new("GET")).await;
+                        assert_eq!(response.unwrap().status, 200);
+                    }
+                    let _ = done.send(start.elapsed());
+                });
+                let elapsed = elapsed.await.unwrap();
+                drop(chunks);
+                while registry.contains("bench") {
+                    std::thread::yield_now();
+                }
+                elapsed
+            }))
+        });
+    });
+    group.bench_function("bare_echo", |b| {
+        b.iter_custom(|iters| {
+            block_on(Box::pin(async {
+                let mut ws = raw_connect(&rt, echo_url).await;
+                let (done, elapsed) = oneshot::channel();
+                rt.spawn(async move {
+                    // The size of a server request frame.
+                    let frame = r#"{"id":"8c7a0f8e-0c4b-4a51-9a53-6d1b1bb0a3f2","method":"GET"}"#;
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        ws.send(Message::text(frame)).await.unwrap();
+                        let echo = ws.next().await.unwrap().unwrap();
+                        assert!(echo.is_text());
+                    }
+                    let _ = done.send(start.elapsed());
+                    let _ = ws.close(None).await;
+                });
+                elapsed.await.unwrap()
+            }))
+        });
+    });
+    group.finish();
+    drop(servers);
+}
+
+fn on_tokio(f: std::pin::Pin<Box<dyn Future<Output = Duration> + '_>>) -> Duration {
+    thread_local! {
+        static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+    }
+    RT.with(|rt| rt.block_on(f))
+}
+
+fn on_smol(f: std::pin::Pin<Box<dyn Future<Output = Duration> + '_>>) -> Duration {
+    smol_run(f)
+}
+
+fn adapters(c: &mut Criterion) {
+    bench_runtime::<Tokio>(c, "tokio", on_tokio);
+    bench_runtime::<Smol>(c, "smol", on_smol);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = adapters
+}
+criterion_main!(benches);

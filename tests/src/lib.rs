@@ -1,0 +1,245 @@
+//! Shared harness of the cross-runtime integration suite and benchmarks:
+//! run a future on tokio or smol, start a server on 127.0.0.1:0 (stopped
+//! when dropped), speak raw WebSocket to it, and bound every wait.
+//!
+//! Each scenario is one `async fn(rt: R)` generic over [`Runtime`];
+//! [`on_both_runtimes!`] turns a list of them into tests on both runtimes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::{Message, Utf8Bytes};
+use futures_channel::mpsc;
+use futures_util::future::{AbortHandle, Either, abortable, select};
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use wirestream_runtime::demo::PATH;
+use wirestream_runtime::{
+    Config, EndReason, HandlerResult, Listener, Registry, Runtime, Server, Session, only_path,
+};
+
+pub use wirestream_smol::Smol;
+pub use wirestream_tokio::Tokio;
+
+/// Runs `future` on a fresh multi-threaded tokio runtime (two workers);
+/// every task it spawned is dropped with the runtime.
+pub fn tokio_run<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+/// Runs `future` on smol (tasks go to smol's global executor).
+pub fn smol_run<F: Future>(future: F) -> F::Output {
+    smol::block_on(future)
+}
+
+/// Declares one test per runtime for each scenario `async fn name<R:
+/// Runtime>(rt: R)` of the calling module, in modules `tokio` and `smol`.
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod tokio {
+            $(#[test]
+            fn $name() {
+                $crate::tokio_run(super::$name($crate::Tokio));
+            })*
+        }
+        mod smol {
+            $(#[test]
+            fn $name() {
+                $crate::smol_run(super::$name($crate::Smol));
+            })*
+        }
+    };
+}
+
+/// How long any single wait of a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Awaits `future`, failing the test if it takes longer than `limit`.
+pub async fn within<R: Runtime, F: Future>(rt: &R, limit: Duration, future: F) -> F::Output {
+    let sleep = pin!(rt.sleep_until(Instant::now() + limit));
+    match select(pin!(future), sleep).await {
+        Either::Left((output, _)) => output,
+        Either::Right(_) => panic!("no progress within {limit:?}"),
+    }
+}
+
+/// Awaits `future` with the default [`PATIENCE`].
+pub async fn patiently<R: Runtime, F: Future>(rt: &R, future: F) -> F::Output {
+    within(rt, PATIENCE, future).await
+}
+
+/// Sleeps for `duration` (only to observe that something does *not*
+/// happen; protocol timing uses small configs instead).
+pub async fn pause<R: Runtime>(rt: &R, duration: Duration) {
+    rt.sleep_until(Instant::now() + duration).await;
+}
+
+/// Waits until `condition` holds (checked every 5 ms), failing after
+/// [`PATIENCE`].
+pub async fn eventually<R: Runtime>(rt: &R, mut condition: impl FnMut() -> bool) {
+    patiently(rt, async {
+        while !condition() {
+            pause(rt, Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// A server on 127.0.0.1:0 serving one handler at the demo path; records how
+/// each connection ended; stops accepting when dropped.
+pub struct TestServer<R: Runtime> {
+    rt: R,
+    /// `ws://127.0.0.1:PORT/agent/completions`.
+    pub url: String,
+    /// The address bound.
+    pub addr: SocketAddr,
+    /// The registry its sessions are registered in.
+    pub registry: Registry,
+    ends: mpsc::UnboundedReceiver<EndReason>,
+    abort: AbortHandle,
+}
+
+impl<R: Runtime> TestServer<R> {
+    /// Starts serving `handler` with `config`.
+    pub async fn start<B, H, Fut>(rt: &R, config: Config, handler: H) -> Self
+    where
+        B: DeserializeOwned + Send + 'static,
+        H: FnOnce(B, Session) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let listener = Listener::bind(rt.clone(), "127.0.0.1:0".parse().expect("an address"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let server = Server::new(rt.clone()).with_config(config);
+        let registry = server.registry().clone();
+        let (ends_tx, ends) = mpsc::unbounded();
+        let accept = async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (server, handler, ends_tx) = (server.clone(), handler.clone(), ends_tx.clone());
+                server.runtime().clone().spawn(async move {
+                    if let Ok(ws) = server.accept(stream, only_path(PATH)).await {
+                        let _ = ends_tx.unbounded_send(server.serve(ws, handler).await);
+                    }
+                });
+            }
+        };
+        let (accept, abort) = abortable(accept);
+        rt.spawn(async move {
+            let _ = accept.await;
+        });
+        Self {
+            rt: rt.clone(),
+            url: format!("ws://{addr}{PATH}"),
+            addr,
+            registry,
+            ends,
+            abort,
+        }
+    }
+
+    /// How the next connection to end ended.
+    pub async fn next_end(&mut self) -> EndReason {
+        let rt = self.rt.clone();
+        patiently(&rt, self.ends.next())
+            .await
+            .expect("the server is running")
+    }
+}
+
+impl<R: Runtime> Drop for TestServer<R> {
+    fn drop(&mut self) {
+        self.abort.abort();
+    }
+}
+
+/// A raw WebSocket client (async-tungstenite, no wirestream), for saying
+/// what a well-behaved client would not.
+pub struct Raw<R: Runtime> {
+    rt: R,
+    /// The socket.
+    pub ws: WebSocketStream<R::Stream>,
+}
+
+impl<R: Runtime> Raw<R> {
+    /// Connects to `url`.
+    pub async fn connect(rt: &R, url: &str) -> Self {
+        let request = url.into_client_request().expect("a ws:// URL");
+        let host = request.uri().host().expect("a host").to_owned();
+        let port = request.uri().port_u16().expect("a port");
+        let stream = rt.connect(&host, port).await.expect("connect");
+        let (ws, _) = async_tungstenite::client_async(request, stream)
+            .await
+            .expect("handshake");
+        Self { rt: rt.clone(), ws }
+    }
+
+    /// Sends a message.
+    pub async fn send(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// Sends a text frame.
+    pub async fn text(&mut self, text: &str) {
+        self.send(Message::Text(Utf8Bytes::from(text))).await;
+    }
+
+    /// The next message other than ping/pong, or `None` at the end.
+    pub async fn next(&mut self) -> Option<Message> {
+        let rt = self.rt.clone();
+        patiently(&rt, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(message)) => return Some(message),
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next message, which must be a text frame.
+    pub async fn expect_text(&mut self) -> String {
+        match self.next().await {
+            Some(Message::Text(text)) => text.to_string(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next text frame, parsed.
+    pub async fn expect_json(&mut self) -> serde_json::Value {
+        serde_json::from_str(&self.expect_text().await).expect("JSON")
+    }
+
+    /// The next message, which must be a close frame; its code.
+    /// The echo tungstenite queued is flushed, as a polite client would.
+    pub async fn expect_close(&mut self) -> u16 {
+        let code = match self.next().await {
+            Some(Message::Close(frame)) => frame.map_or(1005, |f| u16::from(f.code)),
+            other => panic!("expected a close frame, got {other:?}"),
+        };
+        let _ = SinkExt::flush(&mut self.ws).await;
+        code
+    }
+}
+
+/// A config with short timeouts, so timing rules run in milliseconds.
+pub fn quick_config() -> Config {
+    let mut config = Config::default();
+    config.body_timeout = Duration::from_millis(200);
+    config.drain_timeout = Duration::from_millis(200);
+    config.request_timeout = Duration::from_millis(200);
+    config.close_timeout = Duration::from_millis(500);
+    config
+}
