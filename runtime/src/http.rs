@@ -33,9 +33,7 @@ macro_rules! http_message_builders {
         impl $type {
             /// Adds a header.
             pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-                self.headers
-                    .0
-                    .push((name.into().into(), value.into().into()));
+                self.headers.push(name.into(), value.into());
                 self
             }
 
