@@ -11,8 +11,8 @@ use crate::config::Config;
 use crate::error::{Error, Outcome, RequestError};
 use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
 use crate::ids::RandomSource;
+use crate::link::Link;
 use crate::pending::Pending;
-use crate::queue::Outbound;
 use crate::server::Phase;
 use crate::stats::Stats;
 use crate::wire::{
@@ -47,13 +47,6 @@ pub enum ClientEvent {
     End(EndReason),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Streaming,
-    Closing { deadline: Option<Instant> },
-    Closed,
-}
-
 /// The client side of one connection, as a plain value: the body goes out
 /// first, chunks come back, notifies and server requests cross in both
 /// directions.
@@ -62,9 +55,9 @@ enum State {
 /// and the same rule: **after every handle or command, drain the polls**.
 pub struct ClientSession {
     config: Config,
-    state: State,
     rng: Box<dyn RandomSource>,
-    out: Outbound,
+    /// Open is the streaming phase: the client has no other.
+    link: Link,
     events: VecDeque<ClientEvent>,
     notifies: Pending<()>,
     server_requests: Pending<()>,
@@ -75,8 +68,8 @@ pub struct ClientSession {
 impl std::fmt::Debug for ClientSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientSession")
-            .field("state", &self.state)
-            .field("queued", &self.out.len())
+            .field("phase", &self.phase())
+            .field("queued", &self.link.out.len())
             .field("notifies", &self.notifies.len())
             .field("server_requests", &self.server_requests.len())
             .field("stats", &self.stats)
@@ -90,12 +83,16 @@ impl ClientSession {
     /// from `rng`.
     pub fn new(config: Config, body: Box<RawValue>, rng: impl RandomSource + 'static) -> Self {
         let config = config.normalized();
-        let mut out = Outbound::new(config.max_queued_frames, config.max_queued_bytes);
-        out.push(Transmit::Text(Box::<str>::from(body).into_string()));
+        let mut link = Link::new(
+            config.max_queued_frames,
+            config.max_queued_bytes,
+            config.close_timeout,
+        );
+        link.out
+            .push(Transmit::Text(Box::<str>::from(body).into_string()));
         Self {
-            state: State::Streaming,
             rng: Box::new(rng),
-            out,
+            link,
             events: VecDeque::new(),
             notifies: Pending::new(),
             server_requests: Pending::new(),
@@ -125,22 +122,18 @@ impl ClientSession {
     /// Where the session is: [`Phase::Streaming`], [`Phase::Closing`] or
     /// [`Phase::Closed`].
     pub fn phase(&self) -> Phase {
-        match self.state {
-            State::Streaming => Phase::Streaming,
-            State::Closing { .. } => Phase::Closing,
-            State::Closed => Phase::Closed,
-        }
+        self.link.end_phase().unwrap_or(Phase::Streaming)
     }
 
     /// Whether the session is over and the transport can be dropped.
     pub fn is_closed(&self) -> bool {
-        self.state == State::Closed
+        self.link.is_closed()
     }
 
     /// Whether the driver should read the next inbound frame (false while
     /// the outbound queue is over its limits, and once closed).
     pub fn wants_input(&self) -> bool {
-        self.state != State::Closed && !self.out.is_full()
+        self.link.wants_input()
     }
 
     /// Whether the server sent the error frame.
@@ -165,27 +158,20 @@ impl ClientSession {
 
     /// Frames waiting in the outbound queue.
     pub fn queued_frames(&self) -> usize {
-        self.out.len()
+        self.link.out.len()
     }
 
     /// Bytes waiting in the outbound queue.
     pub fn queued_bytes(&self) -> usize {
-        self.out.bytes()
+        self.link.out.bytes()
     }
 
     // ---- handle ----
 
     /// Feeds one inbound WebSocket message.
     pub fn handle_frame(&mut self, now: Instant, frame: Inbound<'_>) {
-        match self.state {
-            State::Closed => return,
-            State::Closing { .. } => {
-                if let Inbound::Close(_) = frame {
-                    self.terminate();
-                }
-                return;
-            }
-            State::Streaming => {}
+        if self.link.absorb(&frame) {
+            return;
         }
         match frame {
             Inbound::Ping | Inbound::Pong => {}
@@ -208,21 +194,15 @@ impl ClientSession {
                 outcome: Outcome::TimedOut,
             });
         }
-        // Frames still queued now are ones the transport could not take for
-        // the whole close timeout: give up on them.
-        if let State::Closing { deadline: Some(d) } = self.state
-            && now >= d
-        {
-            self.terminate();
-        }
+        self.link.handle_timeout(now);
     }
 
     /// Feeds the end of the transport without a close frame.
     pub fn handle_transport_lost(&mut self, _now: Instant) {
-        match self.state {
-            State::Closed => {}
-            State::Closing { .. } => self.terminate(),
-            State::Streaming => self.peer_gone(EndReason::TransportLost),
+        if self.link.is_open() {
+            self.peer_gone(EndReason::TransportLost);
+        } else {
+            self.link.terminate();
         }
     }
 
@@ -240,13 +220,11 @@ impl ClientSession {
         content: &RawValue,
         timeout: Option<Duration>,
     ) -> Result<String, Error> {
-        self.open()?;
+        self.link.ensure_open()?;
         if self.notifies.len() >= self.config.max_client_requests {
             return Err(Error::TooManyRequests);
         }
-        if !self.out.admit() {
-            return Err(Error::Full);
-        }
+        self.link.admit()?;
         let id = self.notifies.fresh_id(&mut *self.rng);
         let text = frame(&ClientRequest {
             id: id.as_str().into(),
@@ -257,7 +235,7 @@ impl ClientSession {
         });
         let deadline = now.checked_add(timeout.unwrap_or(self.config.request_timeout));
         self.notifies.insert(&id, deadline, ());
-        self.out.push(Transmit::Text(text));
+        self.link.out.push(Transmit::Text(text));
         Ok(id)
     }
 
@@ -271,7 +249,7 @@ impl ClientSession {
         headers: &Headers<'_>,
         body: Option<&RawValue>,
     ) -> Result<(), Error> {
-        self.open()?;
+        self.link.ensure_open()?;
         if self.server_requests.remove(id).is_none() {
             return Err(Error::UnknownRequest);
         }
@@ -282,7 +260,7 @@ impl ClientSession {
     /// Abandons the stream: sends `Close(1000)`; notifies in flight end with
     /// the session.
     pub fn close(&mut self, now: Instant) -> Result<(), Error> {
-        self.open()?;
+        self.link.ensure_open()?;
         self.close_with(now, CloseCode::NORMAL);
         Ok(())
     }
@@ -291,8 +269,8 @@ impl ClientSession {
 
     /// The next frame to send, in order; the body first.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let (frame, unblocked) = self.out.pop();
-        if unblocked && self.state == State::Streaming {
+        let (frame, unblocked) = self.link.pop();
+        if unblocked {
             self.events.push_back(ClientEvent::Writable);
         }
         frame
@@ -305,21 +283,14 @@ impl ClientSession {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Streaming => self.notifies.next_deadline(),
-            State::Closing { deadline } => deadline,
-            State::Closed => None,
+        if self.link.is_open() {
+            self.notifies.next_deadline()
+        } else {
+            self.link.deadline()
         }
     }
 
     // ---- internals ----
-
-    fn open(&self) -> Result<(), Error> {
-        match self.state {
-            State::Streaming => Ok(()),
-            State::Closing { .. } | State::Closed => Err(Error::Closed),
-        }
-    }
 
     fn on_text(&mut self, text: &str) {
         match classify_client(text) {
@@ -379,19 +350,16 @@ impl ClientSession {
             headers,
             body,
         });
-        self.out.push(Transmit::Text(text));
+        self.link.out.push(Transmit::Text(text));
     }
 
     fn close_with(&mut self, now: Instant, code: CloseCode) {
-        self.out.push(Transmit::Close(code));
-        self.state = State::Closing {
-            deadline: now.checked_add(self.config.close_timeout),
-        };
+        self.link.close(now, code);
         self.end(EndReason::Local(code));
     }
 
     fn peer_gone(&mut self, reason: EndReason) {
-        self.terminate();
+        self.link.terminate();
         self.end(reason);
     }
 
@@ -406,11 +374,5 @@ impl ClientSession {
         }
         self.server_requests.drain();
         self.events.push_back(ClientEvent::End(reason));
-    }
-
-    /// The peer's side is gone: nothing queued can be delivered any more.
-    fn terminate(&mut self) {
-        self.state = State::Closed;
-        self.out.shut();
     }
 }

@@ -41,6 +41,7 @@ mod emitted;
 mod error;
 mod frame;
 mod ids;
+mod link;
 mod pending;
 mod queue;
 mod registry;

@@ -14,8 +14,8 @@ use crate::emitted::EmittedIds;
 use crate::error::{Error, Outcome, Refused, RequestError};
 use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
 use crate::ids::RandomSource;
+use crate::link::Link;
 use crate::pending::Pending;
-use crate::queue::Outbound;
 use crate::stats::Stats;
 use crate::wire::{
     ClientRequest, ClientRequestKind, ClientResponse, Headers, HttpFrame, ResponseError,
@@ -64,13 +64,12 @@ pub enum ServerEvent {
     End(EndReason),
 }
 
+/// The protocol's phases; they matter only while the link is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     AwaitingBody { deadline: Option<Instant> },
     Streaming,
     Draining { deadline: Option<Instant> },
-    Closing { deadline: Option<Instant> },
-    Closed,
 }
 
 /// The server side of one connection, as a plain value.
@@ -99,7 +98,7 @@ pub struct ServerSession {
     config: Config,
     state: State,
     rng: Box<dyn RandomSource>,
-    out: Outbound,
+    link: Link,
     events: VecDeque<ServerEvent>,
     emitted: EmittedIds,
     /// Accepted client requests, by id; the value is their `response_id`.
@@ -111,8 +110,8 @@ pub struct ServerSession {
 impl std::fmt::Debug for ServerSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSession")
-            .field("state", &self.state)
-            .field("queued", &self.out.len())
+            .field("phase", &self.phase())
+            .field("queued", &self.link.out.len())
             .field("client_requests", &self.client_requests.len())
             .field("server_requests", &self.server_requests.len())
             .field("stats", &self.stats)
@@ -134,7 +133,11 @@ impl ServerSession {
                 deadline: now.checked_add(config.body_timeout),
             },
             rng: Box::new(rng),
-            out: Outbound::new(config.max_queued_frames, config.max_queued_bytes),
+            link: Link::new(
+                config.max_queued_frames,
+                config.max_queued_bytes,
+                config.close_timeout,
+            ),
             events: VecDeque::new(),
             emitted: EmittedIds::new(config.max_emitted_ids),
             client_requests: Pending::new(),
@@ -153,26 +156,24 @@ impl ServerSession {
 
     /// Where the session is in its life.
     pub fn phase(&self) -> Phase {
-        match self.state {
+        self.link.end_phase().unwrap_or(match self.state {
             State::AwaitingBody { .. } => Phase::AwaitingBody,
             State::Streaming => Phase::Streaming,
             State::Draining { .. } => Phase::Draining,
-            State::Closing { .. } => Phase::Closing,
-            State::Closed => Phase::Closed,
-        }
+        })
     }
 
     /// Whether the session is over and the transport can be dropped (after
     /// sending what [`poll_transmit`](Self::poll_transmit) still yields).
     pub fn is_closed(&self) -> bool {
-        self.state == State::Closed
+        self.link.is_closed()
     }
 
     /// Whether the driver should read the next inbound frame. False while
     /// the outbound queue is over its limits (so replies to a peer that does
     /// not read cannot pile up) and once the session is closed.
     pub fn wants_input(&self) -> bool {
-        self.state != State::Closed && !self.out.is_full()
+        self.link.wants_input()
     }
 
     /// Counters of dropped, refused and sent frames.
@@ -195,12 +196,12 @@ impl ServerSession {
 
     /// Frames waiting in the outbound queue.
     pub fn queued_frames(&self) -> usize {
-        self.out.len()
+        self.link.out.len()
     }
 
     /// Bytes waiting in the outbound queue.
     pub fn queued_bytes(&self) -> usize {
-        self.out.bytes()
+        self.link.out.bytes()
     }
 
     /// Whether `id` is an agent-completion id this session emitted and still
@@ -219,16 +220,8 @@ impl ServerSession {
 
     /// Feeds one inbound WebSocket message.
     pub fn handle_frame(&mut self, now: Instant, frame: Inbound<'_>) {
-        match self.state {
-            State::Closed => return,
-            State::Closing { .. } => {
-                // Only the peer's close matters now; it completes the handshake.
-                if let Inbound::Close(_) = frame {
-                    self.terminate();
-                }
-                return;
-            }
-            _ => {}
+        if self.link.absorb(&frame) {
+            return;
         }
         let awaiting_body = matches!(self.state, State::AwaitingBody { .. });
         match frame {
@@ -265,35 +258,35 @@ impl ServerSession {
                 outcome: Outcome::TimedOut,
             });
         }
-        match self.state {
-            State::AwaitingBody { deadline: Some(d) } if now >= d => {
-                let message = format!("no body frame within {:?}", self.config.body_timeout);
-                self.end(
-                    now,
-                    Some(ResponseError::new(408, &message)),
-                    CloseCode::POLICY,
-                );
-            }
-            State::Draining { deadline: Some(d) } if now >= d => {
-                for (id, _) in self.client_requests.drain() {
-                    self.refuse(&id, 504, "no reply within the drain timeout");
+        if self.link.is_open() {
+            match self.state {
+                State::AwaitingBody { deadline: Some(d) } if now >= d => {
+                    let message = format!("no body frame within {:?}", self.config.body_timeout);
+                    self.end(
+                        now,
+                        Some(ResponseError::new(408, &message)),
+                        CloseCode::POLICY,
+                    );
                 }
-                self.end(now, None, CloseCode::NORMAL);
+                State::Draining { deadline: Some(d) } if now >= d => {
+                    for (id, _) in self.client_requests.drain() {
+                        self.refuse(&id, 504, "no reply within the drain timeout");
+                    }
+                    self.end(now, None, CloseCode::NORMAL);
+                }
+                _ => {}
             }
-            // Frames still queued now are ones the transport could not take
-            // for the whole close timeout: give up on them.
-            State::Closing { deadline: Some(d) } if now >= d => self.terminate(),
-            _ => {}
         }
+        self.link.handle_timeout(now);
     }
 
     /// Feeds the end of the transport (EOF or an I/O error) without a close
     /// frame: the session ends at once, pending server requests with it.
     pub fn handle_transport_lost(&mut self, _now: Instant) {
-        match self.state {
-            State::Closed => {}
-            State::Closing { .. } => self.terminate(),
-            _ => self.peer_gone(EndReason::TransportLost),
+        if self.link.is_open() {
+            self.peer_gone(EndReason::TransportLost);
+        } else {
+            self.link.terminate();
         }
     }
 
@@ -328,7 +321,7 @@ impl ServerSession {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        if let Err(error) = self.streaming().and_then(|()| self.admit()) {
+        if let Err(error) = self.streaming().and_then(|()| self.link.admit()) {
             return Err(Refused {
                 error,
                 value: chunk,
@@ -347,7 +340,7 @@ impl ServerSession {
         I::Item: AsRef<str>,
     {
         self.streaming()?;
-        self.admit()?;
+        self.link.admit()?;
         let text = serde_json::to_string(chunk)?;
         self.push_chunk(text, ids);
         Ok(())
@@ -371,14 +364,12 @@ impl ServerSession {
     /// Ends the stream as failed (or never created): answers accepted client
     /// requests `404`, then sends the error frame and `Close(1011)`.
     pub fn fail(&mut self, now: Instant, error: &ResponseError<'_>) -> Result<(), Error> {
-        match self.state {
-            State::AwaitingBody { .. } | State::Streaming => {
-                self.end(now, Some(error.clone()), CloseCode::INTERNAL);
-                Ok(())
-            }
-            State::Draining { .. } => Err(Error::Finished),
-            State::Closing { .. } | State::Closed => Err(Error::Closed),
+        self.link.ensure_open()?;
+        if let State::Draining { .. } = self.state {
+            return Err(Error::Finished);
         }
+        self.end(now, Some(error.clone()), CloseCode::INTERNAL);
+        Ok(())
     }
 
     /// Answers the client request `id`: `Ok(())` sends `{"type":"ok"}`, an
@@ -390,9 +381,7 @@ impl ServerSession {
         id: &str,
         result: Result<(), RequestError>,
     ) -> Result<(), Error> {
-        if matches!(self.state, State::Closing { .. } | State::Closed) {
-            return Err(Error::Closed);
-        }
+        self.link.ensure_open()?;
         if self.client_requests.remove(id).is_none() {
             return Err(Error::UnknownRequest);
         }
@@ -404,7 +393,7 @@ impl ServerSession {
                 message: e.message.as_str().into(),
             }),
         };
-        self.out.push(Transmit::Text(reply));
+        self.link.out.push(Transmit::Text(reply));
         if matches!(self.state, State::Draining { .. }) && self.client_requests.is_empty() {
             self.end(now, None, CloseCode::NORMAL);
         }
@@ -429,7 +418,7 @@ impl ServerSession {
         if self.server_requests.len() >= self.config.max_server_requests {
             return Err(Error::TooManyRequests);
         }
-        self.admit()?;
+        self.link.admit()?;
         let id = self.server_requests.fresh_id(&mut *self.rng);
         let text = frame(&HttpFrame {
             id: &id,
@@ -439,7 +428,7 @@ impl ServerSession {
         });
         let deadline = now.checked_add(timeout.unwrap_or(self.config.request_timeout));
         self.server_requests.insert(&id, deadline, ());
-        self.out.push(Transmit::Text(text));
+        self.link.out.push(Transmit::Text(text));
         Ok(id)
     }
 
@@ -447,7 +436,7 @@ impl ServerSession {
 
     /// The next frame to send, in order. The close frame is the last ever.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let (frame, unblocked) = self.out.pop();
+        let (frame, unblocked) = self.link.pop();
         if unblocked && self.state == State::Streaming {
             self.events.push_back(ServerEvent::Writable);
         }
@@ -462,11 +451,12 @@ impl ServerSession {
     /// When [`handle_timeout`](Self::handle_timeout) should next be called;
     /// `None` when nothing is timed.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.link.is_open() {
+            return self.link.deadline();
+        }
         let phase = match self.state {
-            State::AwaitingBody { deadline }
-            | State::Draining { deadline }
-            | State::Closing { deadline } => deadline,
-            State::Streaming | State::Closed => None,
+            State::AwaitingBody { deadline } | State::Draining { deadline } => deadline,
+            State::Streaming => None,
         };
         match (phase, self.server_requests.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -477,19 +467,11 @@ impl ServerSession {
     // ---- internals ----
 
     fn streaming(&self) -> Result<(), Error> {
+        self.link.ensure_open()?;
         match self.state {
             State::Streaming => Ok(()),
             State::AwaitingBody { .. } => Err(Error::AwaitingBody),
             State::Draining { .. } => Err(Error::Finished),
-            State::Closing { .. } | State::Closed => Err(Error::Closed),
-        }
-    }
-
-    fn admit(&mut self) -> Result<(), Error> {
-        if self.out.admit() {
-            Ok(())
-        } else {
-            Err(Error::Full)
         }
     }
 
@@ -501,7 +483,7 @@ impl ServerSession {
         for id in ids {
             self.emitted.insert(id.as_ref());
         }
-        self.out.push(Transmit::Text(text));
+        self.link.out.push(Transmit::Text(text));
         self.stats.chunks += 1;
     }
 
@@ -562,11 +544,13 @@ impl ServerSession {
     /// Answers a client request the application never sees.
     fn refuse(&mut self, id: &str, code: u16, message: &str) {
         self.stats.refused_requests += 1;
-        self.out.push(Transmit::Text(frame(&ClientResponse::Error {
-            id: id.into(),
-            code,
-            message: message.into(),
-        })));
+        self.link
+            .out
+            .push(Transmit::Text(frame(&ClientResponse::Error {
+                id: id.into(),
+                code,
+                message: message.into(),
+            })));
     }
 
     fn too_large(&mut self, now: Instant, len: Option<usize>) {
@@ -590,12 +574,9 @@ impl ServerSession {
             self.refuse(&id, 404, &no_longer_running(&response_id));
         }
         if let Some(error) = error {
-            self.out.push(Transmit::Text(frame(&error)));
+            self.link.out.push(Transmit::Text(frame(&error)));
         }
-        self.out.push(Transmit::Close(code));
-        self.state = State::Closing {
-            deadline: now.checked_add(self.config.close_timeout),
-        };
+        self.link.close(now, code);
         self.end_server_requests();
         self.events
             .push_back(ServerEvent::End(EndReason::Local(code)));
@@ -604,7 +585,7 @@ impl ServerSession {
     /// The peer closed or vanished: nothing more can be delivered.
     fn peer_gone(&mut self, reason: EndReason) {
         self.client_requests.drain();
-        self.terminate();
+        self.link.terminate();
         self.end_server_requests();
         self.events.push_back(ServerEvent::End(reason));
     }
@@ -616,11 +597,5 @@ impl ServerSession {
                 outcome: Outcome::SessionEnded,
             });
         }
-    }
-
-    /// The peer's side is gone: nothing queued can be delivered any more.
-    fn terminate(&mut self) {
-        self.state = State::Closed;
-        self.out.shut();
     }
 }
