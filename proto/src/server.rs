@@ -381,16 +381,39 @@ impl ServerSession {
         id: &str,
         result: Result<(), RequestError>,
     ) -> Result<(), Error> {
+        self.answer(now, id, |_| result)
+    }
+
+    /// Answers the client request `id` that the application dropped without
+    /// an answer: `404` "response_id … is no longer running" once the stream
+    /// has finished, `500` while it runs.
+    pub fn respond_dropped(&mut self, now: Instant, id: &str) -> Result<(), Error> {
+        let draining = matches!(self.state, State::Draining { .. });
+        self.answer(now, id, |response_id| {
+            Err(if draining {
+                RequestError::new(404, no_longer_running(response_id))
+            } else {
+                RequestError::new(500, "the request was dropped without an answer")
+            })
+        })
+    }
+
+    fn answer(
+        &mut self,
+        now: Instant,
+        id: &str,
+        result: impl FnOnce(&str) -> Result<(), RequestError>,
+    ) -> Result<(), Error> {
         self.link.ensure_open()?;
-        if self.client_requests.remove(id).is_none() {
+        let Some(response_id) = self.client_requests.remove(id) else {
             return Err(Error::UnknownRequest);
-        }
-        let reply = match &result {
+        };
+        let reply = match result(&response_id) {
             Ok(()) => frame(&ClientResponse::Ok { id: id.into() }),
             Err(e) => frame(&ClientResponse::Error {
                 id: id.into(),
                 code: e.code,
-                message: e.message.as_str().into(),
+                message: e.message.into(),
             }),
         };
         self.link.out.push(Transmit::Text(reply));

@@ -1006,3 +1006,35 @@ fn replies_go_out_in_the_order_the_application_answers() {
         ]
     );
 }
+
+#[test]
+fn dropped_request_is_answered_500_while_streaming() {
+    let mut t = streaming();
+    t.accepted("c-1");
+    t.s.respond_dropped(t.now, "c-1").unwrap();
+    assert_eq!(
+        t.out(),
+        [
+            r#"{"type":"error","id":"c-1","code":500,"message":"the request was dropped without an answer"}"#
+        ]
+    );
+    assert!(matches!(
+        t.s.respond_dropped(t.now, "c-1"),
+        Err(Error::UnknownRequest)
+    ));
+}
+
+#[test]
+fn dropped_request_is_answered_404_no_longer_running_during_the_drain() {
+    let mut t = streaming();
+    t.accepted("c-1");
+    t.s.finish(t.now).unwrap();
+    t.s.respond_dropped(t.now, "c-1").unwrap();
+    assert_eq!(
+        t.out(),
+        [
+            r#"{"type":"error","id":"c-1","code":404,"message":"response_id \"agc-1\" is no longer running"}"#,
+            "Close(1000)"
+        ]
+    );
+}

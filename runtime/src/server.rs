@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use wirestream_proto::{
-    ClientRequest, ClientRequestKind, Config, ConnectionId, EndReason, Error, Json, Phase, Refused,
+    ClientRequest, ClientRequestKind, Config, ConnectionId, EndReason, Error, Json, Refused,
     Registered, RegistryError, RequestError, ResponseError, ServerEvent, ServerResponse,
     ServerSession,
 };
@@ -508,7 +508,6 @@ impl Stream for Requests {
 /// An answer (or its absence) on its way back to the driver.
 struct Answer {
     id: String,
-    response_id: Option<String>,
     /// `None`: dropped without an answer.
     result: Option<Result<(), RequestError>>,
 }
@@ -569,7 +568,6 @@ impl IncomingRequest {
         if let Some(answers) = self.answers.take() {
             let _ = answers.unbounded_send(Answer {
                 id: self.request.id.to_string(),
-                response_id: self.response_id().map(str::to_owned),
                 result,
             });
         }
@@ -741,22 +739,11 @@ where
     }
 
     fn answer(&mut self, engine: &mut ServerSession, answer: Answer) {
-        let result = answer.result.unwrap_or_else(|| {
-            if engine.phase() == Phase::Draining {
-                let response_id = answer.response_id.unwrap_or_default();
-                Err(RequestError::new(
-                    404,
-                    format!("response_id {response_id:?} is no longer running"),
-                ))
-            } else {
-                Err(RequestError::new(
-                    500,
-                    "the request was dropped without an answer",
-                ))
-            }
-        });
         // Already answered by the engine (drain timeout, end): nothing to do.
-        let _ = engine.respond(Instant::now(), &answer.id, result);
+        let _ = match answer.result {
+            Some(result) => engine.respond(Instant::now(), &answer.id, result),
+            None => engine.respond_dropped(Instant::now(), &answer.id),
+        };
     }
 }
 
