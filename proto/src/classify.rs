@@ -1,6 +1,6 @@
 //! One-pass classification of inbound text frames (PROTOCOL.md §3.3).
 //!
-//! A frame is parsed exactly once, into a flat [`Envelope`] of the top-level
+//! A frame is parsed exactly once, into a flat envelope of the top-level
 //! keys the rules look at. Values are read leniently (a key of the wrong type
 //! is recorded as such, never a parse failure) and payloads stay borrowed raw
 //! JSON, so classifying costs about one validating pass over the bytes.
