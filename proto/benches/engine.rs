@@ -20,26 +20,31 @@
 //! benchmarks (measured one after the other, so drift of a shared machine
 //! between them lands in the ratio), and from a paired measurement that
 //! interleaves engine and baseline blocks round by round (see [`Paired`]);
-//! the paired one is the figure to quote.
+//! the paired one is the figure to quote. The helpers shared with the other
+//! bench targets are in `common/mod.rs`.
 
 // Only the counting allocator below needs `unsafe` (implementing
 // `GlobalAlloc` is an unsafe trait); nothing else in this file uses it.
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput};
-use serde::Serialize;
-use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use wirestream_proto::classify::{ServerFrame, classify_server};
 use wirestream_proto::{
-    Config, Headers, Inbound, Outcome, RandomSource, SeededRandom, ServerEvent, ServerSession,
-    mint_id,
+    Config, Headers, Inbound, Outcome, SeededRandom, ServerEvent, ServerSession, mint_id,
+};
+
+use common::{
+    AgentCompletionChunk, Paired, baseline_parse, both, chunk, criterion_dir, estimate, paired,
+    selected, shuffle,
 };
 
 // ---------------------------------------------------------------------------
@@ -148,89 +153,6 @@ const SEED: u64 = 0x5eed_2026;
 
 const BODY_FRAME: &str = r#"{"model":"objectiveai/agent-1","messages":[{"role":"user","content":"Refactor the parser and run the tests."}],"stream":true}"#;
 
-#[derive(Clone, Serialize)]
-struct AgentCompletionChunk {
-    id: String,
-    created: u64,
-    object: &'static str,
-    model: String,
-    messages: Vec<Message>,
-    upstream: Upstream,
-    usage: Option<Usage>,
-}
-
-#[derive(Clone, Serialize)]
-struct Message {
-    index: u32,
-    agent_id: String,
-    role: &'static str,
-    content: Option<String>,
-    reasoning: Option<String>,
-    tool_calls: Vec<ToolCall>,
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Clone, Serialize)]
-struct ToolCall {
-    id: String,
-    name: String,
-    arguments: String,
-}
-
-#[derive(Clone, Serialize)]
-struct Upstream {
-    provider: &'static str,
-    id: String,
-    model: String,
-}
-
-#[derive(Clone, Serialize)]
-struct Usage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    cost: f64,
-}
-
-fn chunk(id: &str, n: u64) -> AgentCompletionChunk {
-    let content = "I'll start by reading `src/parser.rs` to see how tokens are \
-        consumed.\nThe current loop calls `peek()` twice per token, and the error \
-        path clones the whole \"remaining\" slice. Next I'll run `cargo test -p \
-        parser` to get a baseline before changing anything; then I'll replace the \
-        double peek with a single `next_if` and make the error carry a span \
-        instead of the text. Finally I'll rerun the suite and report what changed. ";
-    AgentCompletionChunk {
-        id: id.to_owned(),
-        created: 1_767_225_600 + n,
-        object: "agent.completion.chunk",
-        model: "objectiveai/agent-1".to_owned(),
-        messages: vec![Message {
-            index: 0,
-            agent_id: "ag-3f9c0e1d".to_owned(),
-            role: "assistant",
-            content: Some(content.to_owned()),
-            reasoning: None,
-            tool_calls: vec![ToolCall {
-                id: "call_7QmZ2x".to_owned(),
-                name: "read_file".to_owned(),
-                arguments: r#"{"path":"src/parser.rs"}"#.to_owned(),
-            }],
-            finish_reason: None,
-        }],
-        upstream: Upstream {
-            provider: "openrouter",
-            id: "gen-1767225600-Xk2pQ9vLm3".to_owned(),
-            model: "anthropic/claude-sonnet-4.5".to_owned(),
-        },
-        usage: Some(Usage {
-            prompt_tokens: 1843,
-            completion_tokens: 96 + n,
-            total_tokens: 1939 + n,
-            cost: 0.006_117,
-        }),
-    }
-}
-
 /// An MCP `tools/list` result of about 2 KiB: the body of a server response.
 fn tools_list_body(rpc_id: usize) -> String {
     let tool = |name: &str, what: &str| {
@@ -302,14 +224,6 @@ const JUNK_FRAMES: [&str; 10] = [
     r#"{"id":"9b2e6c1e","type":"agent_completion_notify","content":"trunc"#,
     "null",
 ];
-
-/// Fisher-Yates with the engine's own deterministic generator.
-fn shuffle<T>(items: &mut [T], rng: &mut SeededRandom) {
-    for i in (1..items.len()).rev() {
-        let j = usize::try_from(rng.next_u64() % (i as u64 + 1)).unwrap_or(0);
-        items.swap(i, j);
-    }
-}
 
 struct Workload {
     base: Instant,
@@ -448,14 +362,6 @@ fn classify_only(frames: &[String]) -> usize {
         black_box(frame);
     }
     junk
-}
-
-fn baseline_parse(frames: &[String]) -> usize {
-    let mut ok = 0;
-    for f in frames {
-        ok += usize::from(serde_json::from_str::<IgnoredAny>(black_box(f)).is_ok());
-    }
-    ok
 }
 
 /// Checks once that the batch does what it says: every notify accepted,
@@ -709,91 +615,6 @@ fn memory_report(w: &Workload) {
 // Ratios
 // ---------------------------------------------------------------------------
 
-/// Where criterion writes its estimates: as criterion itself decides, with
-/// the workspace's `target/` when no variable says otherwise. Set explicitly
-/// so that this file and criterion agree.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        PathBuf::from(home)
-    } else if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        PathBuf::from(target).join("criterion")
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion")
-    }
-}
-
-/// The median of one benchmark, in ns per iteration, if it ran in this
-/// process (its estimates were written after `since`).
-fn estimate(dir: &Path, group: &str, bench: &str, since: SystemTime) -> Option<f64> {
-    let path = dir.join(group).join(bench).join("new/estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    v.get("median")?.get("point_estimate")?.as_f64()
-}
-
-/// An engine/baseline pair measured interleaved: each round times one block
-/// of the engine and one block of the baseline back to back (in alternating
-/// order), so that the ratio of the two is taken within a few hundred
-/// microseconds and drift of the machine (a shared 2-core VM: other
-/// processes, frequency, neighbours) cancels out of it.
-struct Paired {
-    /// Median time per op of the engine's and of the baseline's blocks.
-    engine_ns: f64,
-    baseline_ns: f64,
-    /// Quartiles of the per-round ratio engine/baseline.
-    ratio: [f64; 3],
-}
-
-fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
-    v.sort_by(f64::total_cmp);
-    let at = |q: usize| v.get((v.len() - 1) * q / 4).copied().unwrap_or(f64::NAN);
-    [at(1), at(2), at(3)]
-}
-
-/// Runs `rounds` rounds (plus a tenth as warm-up) of `round(engine_first)`,
-/// which returns (engine, baseline) times for one block of `ops` ops each.
-fn paired(
-    rounds: usize,
-    ops: usize,
-    mut round: impl FnMut(bool) -> (Duration, Duration),
-) -> Paired {
-    for r in 0..rounds / 10 {
-        round(r % 2 == 0);
-    }
-    let (mut e, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for r in 0..rounds {
-        let (te, tb) = round(r % 2 == 0);
-        let (te, tb) = (te.as_nanos() as f64, tb.as_nanos() as f64);
-        e.push(te / ops as f64);
-        b.push(tb / ops as f64);
-        ratio.push(te / tb);
-    }
-    Paired {
-        engine_ns: quartiles(e)[1],
-        baseline_ns: quartiles(b)[1],
-        ratio: quartiles(ratio),
-    }
-}
-
-fn timed(f: impl FnOnce()) -> Duration {
-    let t = Instant::now();
-    f();
-    t.elapsed()
-}
-
-/// Times `a` and `b` back to back, `a` first when `a_first`.
-fn both(a_first: bool, a: impl FnOnce(), b: impl FnOnce()) -> (Duration, Duration) {
-    if a_first {
-        let ta = timed(a);
-        (ta, timed(b))
-    } else {
-        let tb = timed(b);
-        (timed(a), tb)
-    }
-}
-
 /// Ops per timed block of `send_chunk` (one op is ~1-2 us: too short to time
 /// alone).
 const CHUNK_BLOCK: usize = 64;
@@ -900,34 +721,6 @@ fn paired_dispatch(w: &Workload, frames: &[String], reply: bool, rounds: usize) 
         drop(s);
         t
     })
-}
-
-/// Which benchmarks the command line selects: criterion's filter (the first
-/// positional argument), matched here as a substring of `group/bench`.
-fn selected(name: &str) -> bool {
-    const TAKES_VALUE: [&str; 16] = [
-        "--save-baseline",
-        "--baseline",
-        "--baseline-lenient",
-        "--load-baseline",
-        "--color",
-        "--sample-size",
-        "--warm-up-time",
-        "--measurement-time",
-        "--nresamples",
-        "--noise-threshold",
-        "--confidence-level",
-        "--significance-level",
-        "--profile-time",
-        "--plotting-backend",
-        "--output-format",
-        "--format",
-    ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filter = args.iter().enumerate().find(|&(i, a)| {
-        !a.starts_with('-') && (i == 0 || !TAKES_VALUE.contains(&args[i - 1].as_str()))
-    });
-    filter.is_none_or(|(_, f)| name.contains(f.as_str()))
 }
 
 fn ratio_report(dir: &Path, since: SystemTime, w: &Workload, rounds: usize) {
