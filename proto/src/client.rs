@@ -315,17 +315,23 @@ impl ClientSession {
                 });
             }
             ClientFrame::Request(request) => {
-                if self.server_requests.contains(&request.id) {
+                let max = self.config.max_server_requests;
+                let admitted = self
+                    .server_requests
+                    .try_insert(&request.id, None, |pending| {
+                        if pending < max { Ok(()) } else { Err(()) }
+                    });
+                match admitted {
+                    Ok(true) => self
+                        .events
+                        .push_back(ClientEvent::ServerRequest(request.into_owned())),
                     // The server mints unique ids; a repeat is dropped and the
                     // first stays pending.
-                    self.stats.junk_frames += 1;
-                } else if self.server_requests.len() >= self.config.max_server_requests {
-                    self.stats.refused_requests += 1;
-                    self.push_response(&request.id, 429, &Headers::new(), None);
-                } else {
-                    self.server_requests.insert(&request.id, None, ());
-                    self.events
-                        .push_back(ClientEvent::ServerRequest(request.into_owned()));
+                    Ok(false) => self.stats.junk_frames += 1,
+                    Err(()) => {
+                        self.stats.refused_requests += 1;
+                        self.push_response(&request.id, 429, &Headers::new(), None);
+                    }
                 }
             }
             ClientFrame::Error(error) if !self.failed => {
