@@ -13,6 +13,7 @@
 use std::fmt;
 use std::hash::RandomState;
 
+use hashbrown::hash_map::EntryRef;
 use hashbrown::{HashMap, HashSet};
 
 use crate::ids::RandomSource;
@@ -20,13 +21,25 @@ use crate::ids::RandomSource;
 /// A connection attached to a [`Registry`]. Never reused: an id from a
 /// detached connection stays dead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub(crate) u64);
+pub struct ConnectionId {
+    /// Unique for the registry's life (attach order).
+    serial: u64,
+    /// Where the connection lives in the slab.
+    slot: u32,
+}
 
 impl ConnectionId {
-    /// The number, for logs.
+    /// A number unique among the registry's connections, for logs.
     pub fn get(self) -> u64 {
-        self.0
+        self.serial
     }
+
+    /// An id no registry ever hands out.
+    #[cfg(feature = "testing")]
+    pub(crate) const NEVER: Self = Self {
+        serial: u64::MAX,
+        slot: u32::MAX,
+    };
 }
 
 /// Limits of a [`Registry`].
@@ -104,14 +117,27 @@ struct Connection<T> {
     owned: HashSet<Box<str>, RandomState>,
 }
 
+/// A place in the slab: the serial of the connection living there, if any.
+#[derive(Debug)]
+struct Slot<T> {
+    serial: u64,
+    connection: Option<Connection<T>>,
+}
+
 /// Connections and the session ids they own. `T` is the caller's per
 /// connection value (typically how to reach the connection's driver).
+///
+/// Connections live in a slab (their ids are ours, so no hashing is needed
+/// to find them); session ids, which peers may choose, are keyed with std's
+/// randomly keyed SipHash.
 #[derive(Debug)]
 pub struct Registry<T> {
-    connections: HashMap<u64, Connection<T>, RandomState>,
-    owners: HashMap<Box<str>, ConnectionId, RandomState>,
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+    live: usize,
+    owners: HashMap<String, ConnectionId, RandomState>,
     hasher: RandomState,
-    next: u64,
+    next_serial: u64,
     limits: RegistryLimits,
 }
 
@@ -121,15 +147,32 @@ impl<T> Default for Registry<T> {
     }
 }
 
+/// The live connection `id` names in `slots`.
+fn connection<T>(slots: &[Slot<T>], id: ConnectionId) -> Option<&Connection<T>> {
+    let slot = slots.get(usize::try_from(id.slot).ok()?)?;
+    slot.connection
+        .as_ref()
+        .filter(|_| slot.serial == id.serial)
+}
+
+fn connection_mut<T>(slots: &mut [Slot<T>], id: ConnectionId) -> Option<&mut Connection<T>> {
+    let slot = slots.get_mut(usize::try_from(id.slot).ok()?)?;
+    slot.connection
+        .as_mut()
+        .filter(|_| slot.serial == id.serial)
+}
+
 impl<T> Registry<T> {
     /// An empty registry.
     pub fn new(limits: RegistryLimits) -> Self {
         let hasher = RandomState::new();
         Self {
-            connections: HashMap::with_hasher(hasher.clone()),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
             owners: HashMap::with_hasher(hasher.clone()),
             hasher,
-            next: 0,
+            next_serial: 0,
             limits,
         }
     }
@@ -146,37 +189,56 @@ impl<T> Registry<T> {
 
     /// Whether no session id is registered and no connection attached.
     pub fn is_empty(&self) -> bool {
-        self.owners.is_empty() && self.connections.is_empty()
+        self.owners.is_empty() && self.live == 0
     }
 
     /// Connections attached.
     pub fn connections(&self) -> usize {
-        self.connections.len()
+        self.live
     }
 
     /// Attaches a connection.
     pub fn attach(&mut self, value: T) -> Result<ConnectionId, RegistryError> {
-        if self.connections.len() >= self.limits.max_connections {
+        if self.live >= self.limits.max_connections {
             return Err(RegistryError::TooManyConnections);
         }
-        let id = self.next;
-        self.next += 1;
-        self.connections.insert(
-            id,
-            Connection {
-                value,
-                owned: HashSet::with_hasher(self.hasher.clone()),
-            },
-        );
-        Ok(ConnectionId(id))
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let connection = Some(Connection {
+            value,
+            owned: HashSet::with_hasher(self.hasher.clone()),
+        });
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let Ok(slot) = u32::try_from(self.slots.len()) else {
+                    return Err(RegistryError::TooManyConnections);
+                };
+                self.slots.push(Slot {
+                    serial,
+                    connection: None,
+                });
+                slot
+            }
+        };
+        let id = ConnectionId { serial, slot };
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = Slot { serial, connection };
+        }
+        self.live += 1;
+        Ok(id)
     }
 
     /// Detaches a connection that ended: removes the ids it still owns (not
     /// those a newer connection took over) and returns its value.
     pub fn detach(&mut self, conn: ConnectionId) -> Option<T> {
-        let connection = self.connections.remove(&conn.0)?;
+        connection(&self.slots, conn)?;
+        let slot = self.slots.get_mut(conn.slot as usize)?;
+        let connection = slot.connection.take()?;
+        self.free.push(conn.slot);
+        self.live -= 1;
         for id in connection.owned {
-            self.owners.remove(&id);
+            self.owners.remove(&*id);
         }
         Some(connection.value)
     }
@@ -187,34 +249,32 @@ impl<T> Registry<T> {
         if id.is_empty() || id.len() > self.limits.max_id_len {
             return Err(RegistryError::InvalidId);
         }
-        let previous = self.owners.get(id).copied();
-        if previous == Some(conn) {
-            return if self.connections.contains_key(&conn.0) {
-                Ok(Registered::AlreadyOwned)
-            } else {
-                Err(RegistryError::UnknownConnection)
-            };
-        }
-        let owned = match self.connections.get(&conn.0) {
+        let owned = match connection(&self.slots, conn) {
             Some(c) => c.owned.len(),
             None => return Err(RegistryError::UnknownConnection),
         };
-        if owned >= self.limits.max_ids_per_connection {
-            return Err(RegistryError::ConnectionFull);
-        }
-        if previous.is_none() && self.owners.len() >= self.limits.max_ids {
-            return Err(RegistryError::RegistryFull);
-        }
-        if let Some(old) = previous {
-            if let Some(c) = self.connections.get_mut(&old.0) {
-                c.owned.remove(id);
+        let full = owned >= self.limits.max_ids_per_connection;
+        let registry_full = self.owners.len() >= self.limits.max_ids;
+        let registered = match self.owners.entry_ref(id) {
+            EntryRef::Occupied(e) if *e.get() == conn => return Ok(Registered::AlreadyOwned),
+            _ if full => return Err(RegistryError::ConnectionFull),
+            EntryRef::Occupied(mut e) => {
+                let old = std::mem::replace(e.get_mut(), conn);
+                if let Some(c) = connection_mut(&mut self.slots, old) {
+                    c.owned.remove(id);
+                }
+                Registered::TookOver(old)
             }
-        }
-        if let Some(c) = self.connections.get_mut(&conn.0) {
+            EntryRef::Vacant(_) if registry_full => return Err(RegistryError::RegistryFull),
+            EntryRef::Vacant(e) => {
+                e.insert(conn);
+                Registered::New
+            }
+        };
+        if let Some(c) = connection_mut(&mut self.slots, conn) {
             c.owned.insert(id.into());
         }
-        self.owners.insert(id.into(), conn);
-        Ok(previous.map_or(Registered::New, Registered::TookOver))
+        Ok(registered)
     }
 
     /// Mints a fresh session id for `conn`: 128 random bits from `rng`, as
@@ -242,7 +302,7 @@ impl<T> Registry<T> {
             return false;
         }
         self.owners.remove(id);
-        if let Some(c) = self.connections.get_mut(&conn.0) {
+        if let Some(c) = connection_mut(&mut self.slots, conn) {
             c.owned.remove(id);
         }
         true
@@ -251,23 +311,22 @@ impl<T> Registry<T> {
     /// The connection that owns `id`, and its value.
     pub fn lookup(&self, id: &str) -> Option<(ConnectionId, &T)> {
         let conn = *self.owners.get(id)?;
-        self.connections.get(&conn.0).map(|c| (conn, &c.value))
+        connection(&self.slots, conn).map(|c| (conn, &c.value))
     }
 
     /// A connection's value.
     pub fn get(&self, conn: ConnectionId) -> Option<&T> {
-        self.connections.get(&conn.0).map(|c| &c.value)
+        connection(&self.slots, conn).map(|c| &c.value)
     }
 
     /// A connection's value, mutably.
     pub fn get_mut(&mut self, conn: ConnectionId) -> Option<&mut T> {
-        self.connections.get_mut(&conn.0).map(|c| &mut c.value)
+        connection_mut(&mut self.slots, conn).map(|c| &mut c.value)
     }
 
     /// The session ids `conn` owns, in no particular order.
     pub fn ids_of(&self, conn: ConnectionId) -> impl Iterator<Item = &str> {
-        self.connections
-            .get(&conn.0)
+        connection(&self.slots, conn)
             .into_iter()
             .flat_map(|c| c.owned.iter().map(|s| &**s))
     }

@@ -165,3 +165,22 @@ fn ids_of_lists_what_a_connection_owns() {
     assert!(r.unregister(a, "x"));
     assert_eq!(r.ids_of(a).count(), 1);
 }
+
+#[test]
+fn stale_connection_id_stays_dead_after_its_slot_is_reused() {
+    let mut r = Registry::default();
+    let old = r.attach("old").unwrap();
+    r.register(old, "s-1").unwrap();
+    r.detach(old);
+    let new = r.attach("new").unwrap();
+    assert_ne!(old, new);
+    assert_ne!(old.get(), new.get());
+    assert_eq!(r.get(old), None);
+    assert_eq!(
+        r.register(old, "s-2"),
+        Err(RegistryError::UnknownConnection)
+    );
+    assert_eq!(r.detach(old), None, "detaching twice is a no-op");
+    assert_eq!(r.get(new), Some(&"new"));
+    assert_eq!(r.connections(), 1);
+}

@@ -61,7 +61,7 @@ pub fn run_registry(scenario: &RegistryScenario) -> usize {
     let mut live: BTreeSet<ConnectionId> = BTreeSet::new();
     let mut owners: BTreeMap<String, ConnectionId> = BTreeMap::new();
     let mut ids = Ids::default();
-    let never = ConnectionId(u64::MAX);
+    let never = ConnectionId::NEVER;
     let conn = |attached: &[ConnectionId], n: u8| {
         attached
             .get(usize::from(n) % (attached.len() + 1))
