@@ -18,7 +18,7 @@ secs="${1:-60}"
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    targets=(classify server_session client_session registry)
+    targets=(classify server_session client_session registry pair)
 fi
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then

@@ -44,3 +44,36 @@ fn zero_close_timeout_after_a_body_timeout_still_leaves_the_next_deadline_after_
     assert!(s.is_closed());
     assert_eq!(s.poll_timeout(), None);
 }
+
+/// Found by the pair property (`ServerFail` then `Advance(Millis(1))`, every
+/// limit at its minimum): the server failed before the body and its close
+/// timeout ran out before the pair moved a frame, so it closed without
+/// sending anything, and the client waited forever. The engines were right
+/// (a closed server drops its socket); the pair harness now does what a
+/// driver does and drops the connection of a closed side once everything it
+/// sent has arrived, so the client sees the transport end.
+#[test]
+fn pair_client_sees_the_transport_end_when_the_server_closed_without_sending() {
+    use wirestream_proto::testing::Pair;
+    use wirestream_proto::{ClientEvent, ResponseError};
+
+    let mut config = Config::default();
+    config.close_timeout = Duration::from_millis(1);
+    let mut p = Pair::new(config, r#"{"messages":[]}"#);
+    let now = p.now;
+    p.server
+        .fail(now, &ResponseError::new(500, "setup failed"))
+        .unwrap();
+    p.advance(Duration::from_millis(1));
+    assert!(p.server.is_closed(), "the close timeout ended the server");
+    assert!(p.run_to_end(10), "both sides end");
+    assert_eq!(
+        p.take_client_events(),
+        [ClientEvent::End(EndReason::TransportLost)]
+    );
+    assert!(
+        p.transcript.iter().all(|c| c.frame.starts_with('{')),
+        "only the client's body crossed: {:?}",
+        p.transcript
+    );
+}

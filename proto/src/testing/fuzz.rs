@@ -106,7 +106,7 @@ pub fn classify(data: &[u8]) {
 }
 
 /// A server session run decoded from the input (see
-/// [`run_server`](super::model::run_server)).
+/// [`super::model::run_server`]).
 pub fn server_session(data: &[u8]) {
     if let Ok(mut s) = ServerScenario::arbitrary_take_rest(Unstructured::new(data)) {
         s.ops.truncate(MAX_OPS);
@@ -115,7 +115,7 @@ pub fn server_session(data: &[u8]) {
 }
 
 /// A client session run decoded from the input (see
-/// [`run_client`](super::model::run_client)).
+/// [`super::model::run_client`]).
 pub fn client_session(data: &[u8]) {
     if let Ok(mut s) = ClientScenario::arbitrary_take_rest(Unstructured::new(data)) {
         s.ops.truncate(MAX_OPS);
@@ -124,7 +124,7 @@ pub fn client_session(data: &[u8]) {
 }
 
 /// A registry run decoded from the input (see
-/// [`run_registry`](super::model::run_registry)).
+/// [`super::model::run_registry`]).
 pub fn registry(data: &[u8]) {
     if let Ok(mut s) = RegistryScenario::arbitrary_take_rest(Unstructured::new(data)) {
         s.ops.truncate(MAX_OPS);
@@ -133,7 +133,7 @@ pub fn registry(data: &[u8]) {
 }
 
 /// Both engines through the pair harness, on an interleaving decoded from
-/// the input (see [`run_pair`](super::model::run_pair)).
+/// the input (see [`super::model::run_pair`]).
 pub fn pair(data: &[u8]) {
     if let Ok(mut s) = PairScenario::arbitrary_take_rest(Unstructured::new(data)) {
         s.ops.truncate(MAX_OPS);
