@@ -50,17 +50,13 @@ where
 /// (absent, `false`, another type, or a body that is not a JSON object)
 /// means a unary response.
 pub fn body_wants_stream(body: &[u8]) -> bool {
+    // The flag is read as raw JSON: whatever else the body holds, nor a large
+    // value under `stream`, is never built into a tree.
     #[derive(serde::Deserialize)]
-    struct StreamFlag {
-        #[serde(default, deserialize_with = "lenient_bool")]
-        stream: bool,
+    struct StreamFlag<'a> {
+        #[serde(borrow, default)]
+        stream: Option<&'a serde_json::value::RawValue>,
     }
-    fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        use serde::Deserialize;
-        Ok(matches!(
-            serde_json::Value::deserialize(d)?,
-            serde_json::Value::Bool(true)
-        ))
-    }
-    serde_json::from_slice::<StreamFlag>(body).is_ok_and(|b| b.stream)
+    serde_json::from_slice::<StreamFlag<'_>>(body)
+        .is_ok_and(|b| b.stream.is_some_and(|raw| raw.get() == "true"))
 }
