@@ -100,7 +100,12 @@ pub fn classify_client(text: &str) -> ClientFrame<'_> {
         }
         Some("error") if id_is_str => {
             let code = env.code.and_then(Scalar::into_u16);
-            return match (code, env.message.and_then(unquote)) {
+            // objectiveai-api 2.0.11 may send any JSON value as the message:
+            // a string is unescaped, anything else kept as its JSON text.
+            let message = env
+                .message
+                .map(|raw| unquote(raw).unwrap_or(Cow::Borrowed(raw.get())));
+            return match (code, message) {
                 (Some(code), Some(message)) => ClientFrame::Response(ClientResponse::Error {
                     id: take_str(env.id),
                     code,

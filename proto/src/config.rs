@@ -5,46 +5,63 @@ use std::time::Duration;
 /// The limits and timeouts of one session, for either role.
 ///
 /// Every queue and map of the engine is bounded by a field of this struct;
-/// [`Config::default`] gives the defaults of PROTOCOL.md §5. Fields that only
-/// one role uses say so. Values of zero are raised to the smallest value that
-/// still lets a session make progress (see [`Config::normalized`]).
+/// [`Config::default`] gives the defaults of PROTOCOL.md §5. Each field says
+/// what it bounds in each direction: what the peer sends (breaches are
+/// answered on the wire) and what the application asks this side to send
+/// (breaches are refused with an [`Error`](crate::Error), nothing sent).
+/// Values of zero are raised to the smallest value that still lets a
+/// session make progress (see [`Config::normalized`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
     /// Server: how long to wait for the body frame (default 30 s).
     /// On breach: `408` error frame, then `Close(1008)`.
     pub body_timeout: Duration,
-    /// Largest inbound text frame, in bytes (default 16 MiB).
-    /// On breach: `413` error frame, then `Close(1009)`.
+    /// Largest text frame, in bytes (default 16 MiB), both ways.
+    /// Inbound, on breach: the server answers a `413` error frame, then
+    /// `Close(1009)`; the client sends `Close(1009)`. Outbound: a command
+    /// whose frame would be larger (a chunk, an error frame, a reply, a
+    /// server request, a notify, an answer, the client's body) is refused
+    /// with [`Error::TooLarge`](crate::Error::TooLarge), since the peer
+    /// would refuse the frame.
     pub max_frame_size: usize,
-    /// Server: client requests in flight at once (default 64).
-    /// On breach: an error reply `429`.
-    /// Client: notifies in flight at once; on breach the command is refused.
+    /// Client requests (notifies) in flight at once (default 64).
+    /// Server, inbound: one past it is answered `429` without reaching the
+    /// application. Client, outbound: a notify past it is refused with
+    /// [`Error::TooManyRequests`](crate::Error::TooManyRequests).
     pub max_client_requests: usize,
     /// Default deadline of a request this side sends: server requests on the
-    /// server, notifies on the client (default 30 s).
+    /// server, notifies on the client (default 30 s). On breach the request
+    /// ends as timed out.
     pub request_timeout: Duration,
-    /// Server requests pending at once (default 64). On the server, a command
-    /// that would exceed it is refused; on the client, a server request past
-    /// it is answered with status `429` without reaching the application.
+    /// Server requests pending at once (default 64). Server, outbound: one
+    /// past it is refused with
+    /// [`Error::TooManyRequests`](crate::Error::TooManyRequests). Client,
+    /// inbound: one past it is answered with status `429` without reaching
+    /// the application.
     pub max_server_requests: usize,
     /// Server: how long the end of a stream waits for the application's
     /// replies to accepted client requests (default 5 s); unanswered ones are
     /// then answered `504`.
     pub drain_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours
-    /// (default 5 s); then the session is over regardless. Zero is raised
-    /// to 1 ns (see [`Config::normalized`]).
+    /// (default 5 s); then the session is over regardless, and frames still
+    /// queued are given up. Zero is raised to 1 ns (see
+    /// [`Config::normalized`]).
     pub close_timeout: Duration,
     /// Outbound frames queued at once (default 64). Beyond it, commands that
-    /// send data are refused with [`Error::Full`](crate::Error::Full) until
+    /// send the application's data are refused with
+    /// [`Error::Full`](crate::Error::Full) until
     /// [`ServerEvent::Writable`](crate::ServerEvent::Writable) (or its client
-    /// twin) says there is room.
+    /// twin) says there is room; the engine's own replies are always queued,
+    /// and [`Engine::wants_input`](crate::Engine::wants_input) turns false so
+    /// that the driver stops reading until the queue drains.
     pub max_queued_frames: usize,
     /// Outbound bytes queued at once (default 1 MiB); as `max_queued_frames`.
     pub max_queued_bytes: usize,
     /// Server: agent-completion ids remembered for notify routing
-    /// (default 1024); the oldest are forgotten first.
+    /// (default 1024); the oldest are forgotten first (counted in
+    /// [`Stats::forgotten_ids`](crate::Stats::forgotten_ids)).
     pub max_emitted_ids: usize,
 }
 

@@ -9,8 +9,8 @@ use std::fmt;
 pub enum Error {
     /// The server has not received the body yet.
     AwaitingBody,
-    /// The stream has already finished (or a chunk was already sent, for
-    /// rejecting the body); only replies to client requests are accepted.
+    /// The stream has already finished; only replies to client requests are
+    /// accepted.
     Finished,
     /// A chunk has already been sent: the body can no longer be rejected.
     AlreadyStreaming,
@@ -22,6 +22,10 @@ pub enum Error {
     TooManyRequests,
     /// No request with that id is waiting for an answer.
     UnknownRequest,
+    /// The frame this command would send is larger than
+    /// [`Config::max_frame_size`](crate::Config::max_frame_size): the peer
+    /// would refuse it.
+    TooLarge,
     /// The value could not be serialized as JSON.
     Serialize(serde_json::Error),
 }
@@ -36,6 +40,7 @@ impl fmt::Display for Error {
             Self::Full => "the outbound queue is full",
             Self::TooManyRequests => "too many requests in flight",
             Self::UnknownRequest => "no request with that id is waiting for an answer",
+            Self::TooLarge => "the frame would be over the frame size limit",
             Self::Serialize(e) => return write!(f, "could not serialize: {e}"),
         })
     }
@@ -58,6 +63,7 @@ impl From<serde_json::Error> for Error {
 
 /// A refused command that hands its value back.
 #[derive(Debug)]
+#[must_use = "a refused command hands its value back; nothing was sent"]
 pub struct Refused<T> {
     /// Why it was refused.
     pub error: Error,
@@ -78,7 +84,9 @@ impl<T: fmt::Debug> std::error::Error for Refused<T> {}
 pub struct RequestError {
     /// An HTTP-style status code.
     pub code: u16,
-    /// Human-readable reason.
+    /// Human-readable reason. An answer from a peer whose `message` is not a
+    /// JSON string (objectiveai-api 2.0.11 may send any JSON value there)
+    /// keeps that value's JSON text here.
     pub message: String,
 }
 

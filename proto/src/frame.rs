@@ -9,8 +9,12 @@ pub struct CloseCode(pub u16);
 impl CloseCode {
     /// 1000: the stream finished normally.
     pub const NORMAL: Self = Self(1000);
+    /// 1001: the server is going away (graceful shutdown).
+    pub const GOING_AWAY: Self = Self(1001);
     /// 1003: the body frame could not be used (bad JSON, binary).
     pub const UNSUPPORTED: Self = Self(1003);
+    /// 1005: never sent; how a close frame that carried no code is reported.
+    pub const NO_STATUS: Self = Self(1005);
     /// 1006: never sent; how a transport that died without a close is reported.
     pub const ABNORMAL: Self = Self(1006);
     /// 1008: the body did not arrive in time.
@@ -28,10 +32,15 @@ impl fmt::Display for CloseCode {
 }
 
 /// An inbound WebSocket message, as the transport delivered it.
+///
+/// The session takes the text of a text frame by value: any owned text
+/// (`T: AsRef<str>`) works, a `String` or a cheaply cloned shared buffer
+/// such as tungstenite's `Utf8Bytes`, and the events hand out views into it
+/// instead of copies of its fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inbound<'a> {
+pub enum Inbound<T = String> {
     /// A text frame (a whole message).
-    Text(&'a str),
+    Text(T),
     /// A binary frame; it carries no meaning in this protocol.
     Binary,
     /// Liveness only; the WebSocket layer answers it.
@@ -94,7 +103,7 @@ impl EndReason {
     pub fn code(self) -> CloseCode {
         match self {
             Self::Local(c) | Self::Peer(Some(c)) => c,
-            Self::Peer(None) => CloseCode(1005),
+            Self::Peer(None) => CloseCode::NO_STATUS,
             Self::TransportLost => CloseCode::ABNORMAL,
         }
     }

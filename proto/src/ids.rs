@@ -61,3 +61,25 @@ pub fn mint_id(rng: &mut dyn RandomSource) -> String {
     );
     s
 }
+
+/// 128 random bits as 32 hex digits (a session id).
+pub(crate) fn mint_hex(rng: &mut dyn RandomSource) -> String {
+    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+}
+
+/// An id from `mint` that is not `taken`. Only a degenerate source repeats
+/// 128 random bits; then a counter suffix makes the candidates distinct, so
+/// this ends within one more draw than there are ids taken.
+pub(crate) fn fresh(
+    rng: &mut dyn RandomSource,
+    mint: fn(&mut dyn RandomSource) -> String,
+    taken: impl Fn(&str) -> bool,
+) -> String {
+    let mut id = mint(rng);
+    let mut n = 0u64;
+    while taken(&id) {
+        id = format!("{}-{n}", mint(rng));
+        n += 1;
+    }
+    id
+}

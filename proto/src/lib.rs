@@ -10,11 +10,11 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use wirestream_proto::{Config, Inbound, SeededRandom, ServerEvent, ServerSession, Transmit};
+//! use wirestream_proto::{Config, Engine, Inbound, SeededRandom, ServerEvent, ServerSession, Transmit};
 //!
 //! let now = Instant::now();
-//! let mut server = ServerSession::new(Config::default(), now, SeededRandom::new(7));
-//! server.handle_frame(now, Inbound::Text(r#"{"messages":[]}"#));
+//! let mut server: ServerSession = ServerSession::new(Config::default(), now, SeededRandom::new(7));
+//! server.handle_frame(now, Inbound::Text(r#"{"messages":[]}"#.to_owned()));
 //! assert_eq!(server.poll_event(), Some(ServerEvent::Body(r#"{"messages":[]}"#.into())));
 //! let chunk = serde_json::json!({"id": "agc-1", "object": "agent.completion.chunk"});
 //! server.send_chunk_value(&chunk, ["agc-1"]).unwrap();
@@ -37,14 +37,16 @@
 pub mod classify;
 mod client;
 mod config;
+mod core;
 mod emitted;
+mod engine;
 mod error;
 mod frame;
 mod ids;
-mod link;
-mod pending;
 mod queue;
+mod received;
 mod registry;
+mod requests;
 mod server;
 mod stats;
 #[cfg(feature = "testing")]
@@ -54,11 +56,16 @@ pub mod wire;
 
 pub use client::{ClientEvent, ClientSession};
 pub use config::Config;
+pub use core::Phase;
+pub use engine::Engine;
 pub use error::{Error, Outcome, Refused, RequestError};
 pub use frame::{CloseCode, EndReason, Inbound, Transmit};
 pub use ids::{RandomSource, SeededRandom, mint_id};
+pub use received::{
+    ReceivedHttp, ReceivedRequest, ReceivedResponse, ReceivedServerRequest, RequestKind,
+};
 pub use registry::{ConnectionId, Registered, Registry, RegistryError, RegistryLimits};
-pub use server::{Phase, ServerEvent, ServerSession};
+pub use server::{ServerEvent, ServerSession};
 pub use stats::Stats;
 pub use transport::{Transport, body_wants_stream, select_transport, wants_websocket};
 pub use wire::{

@@ -16,7 +16,7 @@ use std::hash::RandomState;
 use hashbrown::hash_map::EntryRef;
 use hashbrown::{HashMap, HashSet};
 
-use crate::ids::RandomSource;
+use crate::ids::{RandomSource, fresh, mint_hex};
 
 /// A connection attached to a [`Registry`]. Never reused: an id from a
 /// detached connection stays dead.
@@ -33,13 +33,6 @@ impl ConnectionId {
     pub fn get(self) -> u64 {
         self.serial
     }
-
-    /// An id no registry ever hands out.
-    #[cfg(feature = "testing")]
-    pub(crate) const NEVER: Self = Self {
-        serial: u64::MAX,
-        slot: u32::MAX,
-    };
 }
 
 /// Limits of a [`Registry`].
@@ -278,21 +271,18 @@ impl<T> Registry<T> {
     }
 
     /// Mints a fresh session id for `conn`: 128 random bits from `rng`, as
-    /// 32 lowercase hex digits.
+    /// 32 lowercase hex digits (with a `-N` suffix only if a degenerate
+    /// source repeats an id already registered).
     pub fn mint(
         &mut self,
         conn: ConnectionId,
         rng: &mut dyn RandomSource,
     ) -> Result<String, RegistryError> {
-        loop {
-            let id = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
-            // A repeat of 128 random bits means a degenerate source; draw again
-            // rather than take an id over.
-            if !self.owners.contains_key(id.as_str()) {
-                self.register(conn, &id)?;
-                return Ok(id);
-            }
-        }
+        // A repeat of 128 random bits means a degenerate source: never take
+        // an id over for it, and never loop on it either.
+        let id = fresh(rng, mint_hex, |id| self.owners.contains_key(id));
+        self.register(conn, &id)?;
+        Ok(id)
     }
 
     /// Removes `id` if `conn` owns it; `false` otherwise (a newer connection

@@ -1,7 +1,6 @@
 //! The server session (PROTOCOL.md §2, §3, §5, §6): the API side of one
 //! WebSocket connection.
 
-use std::collections::VecDeque;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
@@ -10,58 +9,58 @@ use serde_json::value::RawValue;
 
 use crate::classify::{ServerFrame, classify_server};
 use crate::config::Config;
+use crate::core::{Core, Phase, RoleEvent};
 use crate::emitted::EmittedIds;
+use crate::engine::Engine;
 use crate::error::{Error, Outcome, Refused, RequestError};
 use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
 use crate::ids::RandomSource;
-use crate::link::Link;
-use crate::pending::Pending;
+use crate::received::{
+    Head as ViewHead, Kind, ReceivedRequest, ReceivedResponse, Span, header_spans,
+};
+use crate::requests::{Admission, Incoming, Outgoing};
 use crate::stats::Stats;
 use crate::wire::{
-    ClientRequest, ClientRequestKind, ClientResponse, Headers, HttpFrame, ResponseError,
-    ServerResponse, frame,
+    ClientRequest, ClientRequestKind, Frame, Head, Headers, ResponseError, ServerResponse,
 };
 
-/// Where a session is in its life (PROTOCOL.md §2.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Server: waiting for the body frame.
-    AwaitingBody,
-    /// Chunks and envelopes flow.
-    Streaming,
-    /// Server: the stream is finished; waiting for the application's replies
-    /// to accepted client requests before `Close(1000)`.
-    Draining,
-    /// This side sent its close frame; waiting for the peer's (or the close
-    /// timeout). Nothing more is sent.
-    Closing,
-    /// Over: the transport can be dropped.
-    Closed,
-}
-
 /// Something the server application must act on or may observe.
+///
+/// `T` is the inbound frames' text type ([`Engine::Text`]) and `K` the
+/// application's token for a server request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServerEvent {
-    /// The body frame, as text. Parse it as the endpoint's body type; if that
-    /// fails, call [`ServerSession::reject_body`].
-    Body(String),
+pub enum ServerEvent<T: AsRef<str> = String, K = ()> {
+    /// The body frame, as the text that arrived. Parse it as the endpoint's
+    /// body type; if that fails, call [`ServerSession::reject_body`].
+    Body(T),
     /// A client request to handle and answer with
     /// [`ServerSession::respond`]. Its `response_id` is one this session has
     /// emitted.
-    Request(ClientRequest<'static>),
+    Request(ReceivedRequest<T>),
     /// A server request ended: answered, timed out, or cut by the session's
     /// end. Each request sent ends exactly once.
     ServerRequestEnded {
         /// The id [`ServerSession::send_server_request`] returned.
         id: String,
+        /// The token it was sent with.
+        token: K,
         /// How it ended.
-        outcome: Outcome<ServerResponse<'static>>,
+        outcome: Outcome<ReceivedResponse<T>>,
     },
     /// The outbound queue has room again after a command was refused with
     /// [`Error::Full`].
     Writable,
     /// The session ended (reported exactly once).
     End(EndReason),
+}
+
+impl<T: AsRef<str>, K> RoleEvent for ServerEvent<T, K> {
+    fn end(reason: EndReason) -> Self {
+        Self::End(reason)
+    }
+    fn writable() -> Self {
+        Self::Writable
+    }
 }
 
 /// The protocol's phases; they matter only while the link is open.
@@ -76,45 +75,47 @@ enum State {
 ///
 /// It never touches a socket, a clock or a task. Methods come in four groups:
 ///
-/// - getters (`&self`): [`phase`](Self::phase), [`stats`](Self::stats), …;
-/// - `handle_*(now, …)`: what arrived: a [frame](Self::handle_frame), a
-///   [timeout](Self::handle_timeout), the [transport's end](Self::handle_transport_lost);
+/// - getters (`&self`): [`phase`](Self::phase), [`stats`](Engine::stats), …;
+/// - `handle_*(now, …)` (the [`Engine`] trait): what arrived: a
+///   [frame](Engine::handle_frame), a [timeout](Engine::handle_timeout), the
+///   [transport's end](Engine::handle_transport_lost);
 /// - commands from the application: [`send_chunk`](Self::send_chunk),
 ///   [`finish`](Self::finish), [`fail`](Self::fail),
 ///   [`reject_body`](Self::reject_body), [`respond`](Self::respond),
 ///   [`send_server_request`](Self::send_server_request);
-/// - `poll_*`: what the session produced: [frames to send](Self::poll_transmit),
-///   [events](Self::poll_event), and [the next deadline](Self::poll_timeout).
+/// - `poll_*` (the [`Engine`] trait): what the session produced:
+///   [frames to send](Engine::poll_transmit), [events](Engine::poll_event),
+///   and [the next deadline](Engine::poll_timeout).
 ///
-/// **After every handle or command, drain the polls**: send every frame
-/// `poll_transmit` yields, take every event, then arm one timer at
-/// `poll_timeout` and call `handle_timeout` when it fires. Stop feeding
-/// frames while [`wants_input`](Self::wants_input) is false.
+/// **After every handle or command, drain the polls** (see [`Engine`]).
+///
+/// `T` is the text type of inbound frames, taken by value (a `String`, or a
+/// shared buffer such as tungstenite's `Utf8Bytes`); events hand out views
+/// into it. `K` is the application's token for a server request, handed
+/// back when the request ends, so that the answer can be routed without a
+/// map of the application's own.
 ///
 /// The peer's mistakes never come back as errors: they are answered on the
 /// wire as PROTOCOL.md says. Errors returned by commands are the
 /// application's, and leave the session unchanged.
-pub struct ServerSession {
-    config: Config,
+pub struct ServerSession<T: AsRef<str> = String, K = ()> {
+    core: Core<ServerEvent<T, K>>,
     state: State,
-    rng: Box<dyn RandomSource>,
-    link: Link,
-    events: VecDeque<ServerEvent>,
     emitted: EmittedIds,
-    /// Accepted client requests, by id; the value is their `response_id`.
-    client_requests: Pending<Box<str>>,
-    server_requests: Pending<()>,
-    stats: Stats,
+    /// Accepted client requests; the value is their `response_id`.
+    received: Incoming<Box<str>>,
+    /// Server requests sent, with their tokens.
+    sent: Outgoing<K>,
 }
 
-impl std::fmt::Debug for ServerSession {
+impl<T: AsRef<str>, K> std::fmt::Debug for ServerSession<T, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSession")
             .field("phase", &self.phase())
-            .field("queued", &self.link.out.len())
-            .field("client_requests", &self.client_requests.len())
-            .field("server_requests", &self.server_requests.len())
-            .field("stats", &self.stats)
+            .field("queued", &self.core.out.len())
+            .field("client_requests", &self.received.len())
+            .field("server_requests", &self.sent.len())
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -123,27 +124,28 @@ fn no_longer_running(response_id: &str) -> String {
     format!("response_id {response_id:?} is no longer running")
 }
 
-impl ServerSession {
+fn ended<T: AsRef<str>, K>(
+    id: String,
+    token: K,
+    outcome: Outcome<ReceivedResponse<T>>,
+) -> ServerEvent<T, K> {
+    ServerEvent::ServerRequestEnded { id, token, outcome }
+}
+
+impl<T: AsRef<str>, K> ServerSession<T, K> {
     /// A session whose WebSocket handshake completed at `now`; the body
     /// timeout starts counting. Server request ids are minted from `rng`.
     pub fn new(config: Config, now: Instant, rng: impl RandomSource + 'static) -> Self {
-        let config = config.normalized();
+        let core = Core::new(config, Box::new(rng));
+        let config = &core.config;
         Self {
             state: State::AwaitingBody {
                 deadline: now.checked_add(config.body_timeout),
             },
-            rng: Box::new(rng),
-            link: Link::new(
-                config.max_queued_frames,
-                config.max_queued_bytes,
-                config.close_timeout,
-            ),
-            events: VecDeque::new(),
             emitted: EmittedIds::new(config.max_emitted_ids),
-            client_requests: Pending::new(),
-            server_requests: Pending::new(),
-            stats: Stats::default(),
-            config,
+            received: Incoming::new(config.max_client_requests),
+            sent: Outgoing::new(config.max_server_requests),
+            core,
         }
     }
 
@@ -151,57 +153,36 @@ impl ServerSession {
 
     /// The limits in force.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.core.config
     }
 
     /// Where the session is in its life.
     pub fn phase(&self) -> Phase {
-        self.link.end_phase().unwrap_or(match self.state {
+        self.core.end_phase().unwrap_or(match self.state {
             State::AwaitingBody { .. } => Phase::AwaitingBody,
             State::Streaming => Phase::Streaming,
             State::Draining { .. } => Phase::Draining,
         })
     }
 
-    /// Whether the session is over and the transport can be dropped (after
-    /// sending what [`poll_transmit`](Self::poll_transmit) still yields).
-    pub fn is_closed(&self) -> bool {
-        self.link.is_closed()
-    }
-
-    /// Whether the driver should read the next inbound frame. False while
-    /// the outbound queue is over its limits (so replies to a peer that does
-    /// not read cannot pile up) and once the session is closed.
-    pub fn wants_input(&self) -> bool {
-        self.link.wants_input()
-    }
-
-    /// Counters of dropped, refused and sent frames.
-    pub fn stats(&self) -> Stats {
-        Stats {
-            forgotten_ids: self.emitted.forgotten(),
-            ..self.stats
-        }
-    }
-
     /// Client requests accepted and not yet answered.
     pub fn client_requests_in_flight(&self) -> usize {
-        self.client_requests.len()
+        self.received.len()
     }
 
     /// Server requests sent and not yet ended.
     pub fn server_requests_pending(&self) -> usize {
-        self.server_requests.len()
+        self.sent.len()
     }
 
     /// Frames waiting in the outbound queue.
     pub fn queued_frames(&self) -> usize {
-        self.link.out.len()
+        self.core.out.len()
     }
 
     /// Bytes waiting in the outbound queue.
     pub fn queued_bytes(&self) -> usize {
-        self.link.out.bytes()
+        self.core.out.bytes()
     }
 
     /// Whether `id` is an agent-completion id this session emitted and still
@@ -216,80 +197,6 @@ impl ServerSession {
         self.emitted.len()
     }
 
-    // ---- handle ----
-
-    /// Feeds one inbound WebSocket message.
-    pub fn handle_frame(&mut self, now: Instant, frame: Inbound<'_>) {
-        if self.link.absorb(&frame) {
-            return;
-        }
-        let awaiting_body = matches!(self.state, State::AwaitingBody { .. });
-        match frame {
-            Inbound::Ping | Inbound::Pong => {}
-            Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
-            Inbound::Oversize => self.too_large(now, None),
-            Inbound::Text(t) if t.len() > self.config.max_frame_size => {
-                self.too_large(now, Some(t.len()));
-            }
-            Inbound::Binary if awaiting_body => self.end(
-                now,
-                Some(ResponseError::new(
-                    400,
-                    "expected text body frame, got binary",
-                )),
-                CloseCode::UNSUPPORTED,
-            ),
-            Inbound::Binary => self.stats.binary_frames += 1,
-            Inbound::Text(t) if awaiting_body => {
-                self.state = State::Streaming;
-                self.events.push_back(ServerEvent::Body(t.to_owned()));
-            }
-            Inbound::Text(t) => self.on_envelope(t),
-        }
-    }
-
-    /// Feeds the passing of time: call it when the instant
-    /// [`poll_timeout`](Self::poll_timeout) returned has come. Early or
-    /// repeated calls do nothing.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for (id, ()) in self.server_requests.expire(now) {
-            self.events.push_back(ServerEvent::ServerRequestEnded {
-                id,
-                outcome: Outcome::TimedOut,
-            });
-        }
-        if self.link.is_open() {
-            match self.state {
-                State::AwaitingBody { deadline: Some(d) } if now >= d => {
-                    let message = format!("no body frame within {:?}", self.config.body_timeout);
-                    self.end(
-                        now,
-                        Some(ResponseError::new(408, &message)),
-                        CloseCode::POLICY,
-                    );
-                }
-                State::Draining { deadline: Some(d) } if now >= d => {
-                    for (id, _) in self.client_requests.drain() {
-                        self.refuse(&id, 504, "no reply within the drain timeout");
-                    }
-                    self.end(now, None, CloseCode::NORMAL);
-                }
-                _ => {}
-            }
-        }
-        self.link.handle_timeout(now);
-    }
-
-    /// Feeds the end of the transport (EOF or an I/O error) without a close
-    /// frame: the session ends at once, pending server requests with it.
-    pub fn handle_transport_lost(&mut self, _now: Instant) {
-        if self.link.is_open() {
-            self.peer_gone(EndReason::TransportLost);
-        } else {
-            self.link.terminate();
-        }
-    }
-
     // ---- commands ----
 
     /// Refuses the body the application could not use: sends
@@ -297,13 +204,13 @@ impl ServerSession {
     /// and `Close(1003)`. Only before the first chunk.
     pub fn reject_body(&mut self, now: Instant, reason: impl Display) -> Result<(), Error> {
         self.streaming()?;
-        if self.stats.chunks > 0 {
+        if self.core.stats.chunks > 0 {
             return Err(Error::AlreadyStreaming);
         }
         let message = format!("failed to deserialize body frame: {reason}");
         self.end(
             now,
-            Some(ResponseError::new(400, &message)),
+            Some(Frame::error(&ResponseError::new(400, &message))),
             CloseCode::UNSUPPORTED,
         );
         Ok(())
@@ -311,7 +218,9 @@ impl ServerSession {
 
     /// Queues a chunk, already serialized, and remembers the agent-completion
     /// ids it carries so that notifies naming them are routed. Refused (the
-    /// chunk handed back) when the queue is full or the stream is not open.
+    /// chunk handed back) when the stream is not open, when the chunk is
+    /// over [`Config::max_frame_size`] ([`Error::TooLarge`]) or when the
+    /// queue is full ([`Error::Full`]: wait for [`ServerEvent::Writable`]).
     pub fn send_chunk<I>(
         &mut self,
         chunk: Box<RawValue>,
@@ -321,7 +230,11 @@ impl ServerSession {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        if let Err(error) = self.streaming().and_then(|()| self.link.admit()) {
+        let checked = self
+            .streaming()
+            .and_then(|()| self.core.fits(chunk.get().len()))
+            .and_then(|()| self.core.admit());
+        if let Err(error) = checked {
             return Err(Refused {
                 error,
                 value: chunk,
@@ -333,15 +246,16 @@ impl ServerSession {
 
     /// Serializes `chunk` (once, into the frame) and queues it, as
     /// [`send_chunk`](Self::send_chunk).
-    pub fn send_chunk_value<T, I>(&mut self, chunk: &T, ids: I) -> Result<(), Error>
+    pub fn send_chunk_value<C, I>(&mut self, chunk: &C, ids: I) -> Result<(), Error>
     where
-        T: Serialize + ?Sized,
+        C: Serialize + ?Sized,
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
         self.streaming()?;
-        self.link.admit()?;
+        self.core.admit()?;
         let text = serde_json::to_string(chunk)?;
+        self.core.fits(text.len())?;
         self.push_chunk(text, ids);
         Ok(())
     }
@@ -351,30 +265,36 @@ impl ServerSession {
     /// `Close(1000)`.
     pub fn finish(&mut self, now: Instant) -> Result<(), Error> {
         self.streaming()?;
-        if self.client_requests.is_empty() {
+        if self.received.is_empty() {
             self.end(now, None, CloseCode::NORMAL);
         } else {
             self.state = State::Draining {
-                deadline: now.checked_add(self.config.drain_timeout),
+                deadline: now.checked_add(self.core.config.drain_timeout),
             };
         }
         Ok(())
     }
 
     /// Ends the stream as failed (or never created): answers accepted client
-    /// requests `404`, then sends the error frame and `Close(1011)`.
+    /// requests `404`, then sends the error frame and `Close(1011)`. An
+    /// error frame over [`Config::max_frame_size`] is refused
+    /// ([`Error::TooLarge`]).
     pub fn fail(&mut self, now: Instant, error: &ResponseError<'_>) -> Result<(), Error> {
-        self.link.ensure_open()?;
+        self.core.ensure_open()?;
         if let State::Draining { .. } = self.state {
             return Err(Error::Finished);
         }
-        self.end(now, Some(error.clone()), CloseCode::INTERNAL);
+        let frame = Frame::error(error);
+        self.core.fits(frame.len())?;
+        self.end(now, Some(frame), CloseCode::INTERNAL);
         Ok(())
     }
 
     /// Answers the client request `id`: `Ok(())` sends `{"type":"ok"}`, an
     /// error sends `{"type":"error"}` with its code and message. Always
-    /// admitted (replies are bounded by the in-flight limit).
+    /// admitted (replies are bounded by the in-flight limit), unless the
+    /// reply would be over [`Config::max_frame_size`] ([`Error::TooLarge`];
+    /// the request stays pending).
     pub fn respond(
         &mut self,
         now: Instant,
@@ -404,20 +324,18 @@ impl ServerSession {
         id: &str,
         result: impl FnOnce(&str) -> Result<(), RequestError>,
     ) -> Result<(), Error> {
-        self.link.ensure_open()?;
-        let Some(response_id) = self.client_requests.remove(id) else {
+        self.core.ensure_open()?;
+        let Some(response_id) = self.received.get(id) else {
             return Err(Error::UnknownRequest);
         };
-        let reply = match result(&response_id) {
-            Ok(()) => frame(&ClientResponse::Ok { id: id.into() }),
-            Err(e) => frame(&ClientResponse::Error {
-                id: id.into(),
-                code: e.code,
-                message: e.message.into(),
-            }),
+        let reply = match result(response_id) {
+            Ok(()) => Frame::ok(id),
+            Err(e) => Frame::error_reply(id, e.code, &e.message),
         };
-        self.link.out.push(Transmit::Text(reply));
-        if matches!(self.state, State::Draining { .. }) && self.client_requests.is_empty() {
+        self.core.fits(reply.len())?;
+        self.received.answer(id);
+        self.core.push(reply);
+        if matches!(self.state, State::Draining { .. }) && self.received.is_empty() {
             self.end(now, None, CloseCode::NORMAL);
         }
         Ok(())
@@ -425,10 +343,13 @@ impl ServerSession {
 
     /// Sends a server request (an HTTP request forwarded to the client) and
     /// returns its freshly minted id. It ends exactly once, reported by
-    /// [`ServerEvent::ServerRequestEnded`]: answered, timed out after
-    /// `timeout` (default [`Config::request_timeout`]), or cut by the end of
-    /// the session. Allowed once the body has arrived, before the first chunk
-    /// too (a stream's setup may depend on it).
+    /// [`ServerEvent::ServerRequestEnded`] with `token`: answered, timed out
+    /// after `timeout` (default [`Config::request_timeout`]), or cut by the
+    /// end of the session. Allowed once the body has arrived, before the
+    /// first chunk too (a stream's setup may depend on it). Refused, the
+    /// token handed back, when the stream is not open, too many are pending,
+    /// the queue is full or the frame would be over
+    /// [`Config::max_frame_size`].
     pub fn send_server_request(
         &mut self,
         now: Instant,
@@ -436,61 +357,24 @@ impl ServerSession {
         headers: &Headers<'_>,
         body: Option<&RawValue>,
         timeout: Option<Duration>,
-    ) -> Result<String, Error> {
-        self.streaming()?;
-        if self.server_requests.len() >= self.config.max_server_requests {
-            return Err(Error::TooManyRequests);
+        token: K,
+    ) -> Result<String, Refused<K>> {
+        if let Err(error) = self.streaming() {
+            return Err(Refused {
+                error,
+                value: token,
+            });
         }
-        self.link.admit()?;
-        let id = self.server_requests.fresh_id(&mut *self.rng);
-        let text = frame(&HttpFrame {
-            id: &id,
-            head: ("method", method),
-            headers,
-            body,
-        });
-        let deadline = now.checked_add(timeout.unwrap_or(self.config.request_timeout));
-        self.server_requests.insert(&id, deadline, ());
-        self.link.out.push(Transmit::Text(text));
-        Ok(id)
-    }
-
-    // ---- polls ----
-
-    /// The next frame to send, in order. The close frame is the last ever.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let (frame, unblocked) = self.link.pop();
-        if unblocked && self.state == State::Streaming {
-            self.events.push_back(ServerEvent::Writable);
-        }
-        frame
-    }
-
-    /// The next event for the application.
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called;
-    /// `None` when nothing is timed.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.link.is_open() {
-            return self.link.deadline();
-        }
-        let phase = match self.state {
-            State::AwaitingBody { deadline } | State::Draining { deadline } => deadline,
-            State::Streaming => None,
-        };
-        match (phase, self.server_requests.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.core
+            .send_request(&mut self.sent, now, timeout, token, |id| {
+                Frame::http(id, Head::Method(method), headers, body)
+            })
     }
 
     // ---- internals ----
 
     fn streaming(&self) -> Result<(), Error> {
-        self.link.ensure_open()?;
+        self.core.ensure_open()?;
         match self.state {
             State::Streaming => Ok(()),
             State::AwaitingBody { .. } => Err(Error::AwaitingBody),
@@ -506,85 +390,94 @@ impl ServerSession {
         for id in ids {
             self.emitted.insert(id.as_ref());
         }
-        self.link.out.push(Transmit::Text(text));
-        self.stats.chunks += 1;
+        self.core.push(text);
+        self.core.stats.chunks += 1;
     }
 
-    fn on_envelope(&mut self, text: &str) {
+    fn on_envelope(&mut self, frame: T) {
+        let text = frame.as_ref();
         match classify_server(text) {
-            ServerFrame::Junk => self.stats.junk_frames += 1,
+            ServerFrame::Junk => self.core.stats.junk_frames += 1,
             ServerFrame::BadRequest { id, message } => self.refuse(&id, 400, &message),
-            ServerFrame::Request(request) => self.on_client_request(request),
-            ServerFrame::Response(response) => {
-                if let Some((id, ())) = self.server_requests.remove_entry(&response.id) {
-                    self.events.push_back(ServerEvent::ServerRequestEnded {
+            ServerFrame::Request(request) => {
+                if let Some((id, kind)) = self.admit(text, request) {
+                    let request = ReceivedRequest {
+                        text: frame,
                         id,
-                        outcome: Outcome::Answered(response.into_owned()),
-                    });
-                } else {
-                    self.stats.unknown_responses += 1;
+                        kind,
+                    };
+                    self.core.events.push_back(ServerEvent::Request(request));
                 }
+            }
+            ServerFrame::Response(response) => {
+                let Some((id, token)) = self.sent.take(&response.id) else {
+                    self.core.stats.unknown_responses += 1;
+                    return;
+                };
+                let view = response_view(text, response);
+                let response = view(frame);
+                self.core
+                    .events
+                    .push_back(ended(id, token, Outcome::Answered(response)));
             }
         }
     }
 
-    fn on_client_request(&mut self, request: ClientRequest<'_>) {
-        let ClientRequestKind::AgentCompletionNotify { response_id, .. } = &request.kind;
-        let max = self.config.max_client_requests;
+    /// Takes a client request in, or answers it at once (409, 404, 429).
+    fn admit(&mut self, text: &str, request: ClientRequest<'_>) -> Option<(Span, Kind)> {
+        let ClientRequestKind::AgentCompletionNotify {
+            response_id,
+            content,
+        } = request.kind;
+        let max = self.core.config.max_client_requests;
         let draining = matches!(self.state, State::Draining { .. });
         let emitted = &self.emitted;
-        let admitted = self
-            .client_requests
-            .try_insert(&request.id, None, |in_flight| {
-                if draining {
-                    Err((404, no_longer_running(response_id)))
-                } else if !emitted.contains(response_id) {
-                    Err((
-                        404,
-                        format!("response_id {response_id:?} not from this stream"),
-                    ))
-                } else if in_flight >= max {
-                    Err((
-                        429,
-                        format!("too many client requests in flight (limit {max})"),
-                    ))
-                } else {
-                    Ok(Box::<str>::from(response_id.as_ref()))
-                }
-            });
-        match admitted {
-            Ok(true) => self
-                .events
-                .push_back(ServerEvent::Request(request.into_owned())),
-            Ok(false) => {
-                let message = format!("request id {:?} is already in flight", request.id);
-                self.refuse(&request.id, 409, &message);
+        let admitted = self.received.admit(&request.id, || {
+            if draining {
+                Err(no_longer_running(&response_id))
+            } else if !emitted.contains(&response_id) {
+                Err(format!("response_id {response_id:?} not from this stream"))
+            } else {
+                Ok(Box::<str>::from(response_id.as_ref()))
             }
-            Err((code, message)) => self.refuse(&request.id, code, &message),
-        }
+        });
+        let (code, message) = match admitted {
+            Ok(()) => {
+                let kind = Kind::Notify {
+                    content: Span::of(text, content.get()),
+                    response_id: Span::of_cow(text, response_id),
+                };
+                return Some((Span::of_cow(text, request.id), kind));
+            }
+            Err(Admission::Duplicate) => (
+                409,
+                format!("request id {:?} is already in flight", request.id),
+            ),
+            Err(Admission::Refused(message)) => (404, message),
+            Err(Admission::Full) => (
+                429,
+                format!("too many client requests in flight (limit {max})"),
+            ),
+        };
+        self.refuse(&request.id, code, &message);
+        None
     }
 
     /// Answers a client request the application never sees.
     fn refuse(&mut self, id: &str, code: u16, message: &str) {
-        self.stats.refused_requests += 1;
-        self.link
-            .out
-            .push(Transmit::Text(frame(&ClientResponse::Error {
-                id: id.into(),
-                code,
-                message: message.into(),
-            })));
+        self.core.stats.refused_requests += 1;
+        self.core.push(Frame::error_reply(id, code, message));
     }
 
     fn too_large(&mut self, now: Instant, len: Option<usize>) {
-        let max = self.config.max_frame_size;
+        let max = self.core.config.max_frame_size;
         let message = match len {
             Some(n) => format!("frame of {n} bytes exceeds the limit of {max} bytes"),
             None => format!("frame exceeds the limit of {max} bytes"),
         };
         self.end(
             now,
-            Some(ResponseError::new(413, &message)),
+            Some(Frame::error(&ResponseError::new(413, &message))),
             CloseCode::TOO_BIG,
         );
     }
@@ -592,33 +485,143 @@ impl ServerSession {
     /// This side closes: every accepted client request is answered first,
     /// then the error frame (if any), then the close frame, the last frame
     /// ever; pending server requests end with the session.
-    fn end(&mut self, now: Instant, error: Option<ResponseError<'_>>, code: CloseCode) {
-        for (id, response_id) in self.client_requests.drain() {
+    fn end(&mut self, now: Instant, error_frame: Option<String>, code: CloseCode) {
+        for (id, response_id) in self.received.drain() {
             self.refuse(&id, 404, &no_longer_running(&response_id));
         }
-        if let Some(error) = error {
-            self.link.out.push(Transmit::Text(frame(&error)));
+        if let Some(frame) = error_frame {
+            self.core.push(frame);
         }
-        self.link.close(now, code);
-        self.end_server_requests();
-        self.events
-            .push_back(ServerEvent::End(EndReason::Local(code)));
+        self.sent.end_all(&mut self.core.events, ended);
+        self.core.close(now, code);
     }
 
     /// The peer closed or vanished: nothing more can be delivered.
     fn peer_gone(&mut self, reason: EndReason) {
-        self.client_requests.drain();
-        self.link.terminate();
-        self.end_server_requests();
-        self.events.push_back(ServerEvent::End(reason));
+        self.received.drain();
+        self.sent.end_all(&mut self.core.events, ended);
+        self.core.peer_gone(reason);
+    }
+}
+
+/// The view of a server response, once its frame's text is handed over.
+fn response_view<T: AsRef<str>>(
+    text: &str,
+    response: ServerResponse<'_>,
+) -> impl FnOnce(T) -> ReceivedResponse<T> + use<T> {
+    let id = Span::of_cow(text, response.id);
+    let headers = header_spans(text, response.headers);
+    let body = response.body.map(|b| Span::of(text, b.get()));
+    let status = response.status;
+    move |frame| ReceivedResponse::new(frame, id, ViewHead::Status(status), headers, body)
+}
+
+impl<T: AsRef<str>, K> Engine for ServerSession<T, K> {
+    type Text = T;
+    type Event = ServerEvent<T, K>;
+
+    fn handle_frame(&mut self, now: Instant, frame: Inbound<T>) {
+        if self.core.absorb(&frame) {
+            return;
+        }
+        let awaiting_body = matches!(self.state, State::AwaitingBody { .. });
+        match frame {
+            Inbound::Ping | Inbound::Pong => {}
+            Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
+            Inbound::Oversize => self.too_large(now, None),
+            Inbound::Text(t) if t.as_ref().len() > self.core.config.max_frame_size => {
+                self.too_large(now, Some(t.as_ref().len()));
+            }
+            Inbound::Binary if awaiting_body => self.end(
+                now,
+                Some(Frame::error(&ResponseError::new(
+                    400,
+                    "expected text body frame, got binary",
+                ))),
+                CloseCode::UNSUPPORTED,
+            ),
+            Inbound::Binary => self.core.stats.binary_frames += 1,
+            Inbound::Text(t) if awaiting_body => {
+                self.state = State::Streaming;
+                self.core.events.push_back(ServerEvent::Body(t));
+            }
+            Inbound::Text(t) => self.on_envelope(t),
+        }
     }
 
-    fn end_server_requests(&mut self) {
-        for (id, ()) in self.server_requests.drain() {
-            self.events.push_back(ServerEvent::ServerRequestEnded {
-                id,
-                outcome: Outcome::SessionEnded,
-            });
+    fn handle_timeout(&mut self, now: Instant) {
+        self.sent.expire(now, &mut self.core.events, ended);
+        if self.core.is_open() {
+            match self.state {
+                State::AwaitingBody { deadline: Some(d) } if now >= d => {
+                    let message = format!(
+                        "no body frame within {} ms",
+                        self.core.config.body_timeout.as_millis()
+                    );
+                    let frame = Frame::error(&ResponseError::new(408, &message));
+                    self.end(now, Some(frame), CloseCode::POLICY);
+                }
+                State::Draining { deadline: Some(d) } if now >= d => {
+                    for (id, _) in self.received.drain() {
+                        self.refuse(&id, 504, "no reply within the drain timeout");
+                    }
+                    self.end(now, None, CloseCode::NORMAL);
+                }
+                _ => {}
+            }
+        }
+        self.core.handle_timeout(now);
+    }
+
+    fn handle_transport_lost(&mut self, _now: Instant) {
+        if self.core.is_open() {
+            self.peer_gone(EndReason::TransportLost);
+        } else {
+            self.core.terminate();
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.core.pop(self.state == State::Streaming)
+    }
+
+    fn poll_event(&mut self) -> Option<ServerEvent<T, K>> {
+        self.core.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if !self.core.is_open() {
+            return self.core.close_deadline();
+        }
+        let phase = match self.state {
+            State::AwaitingBody { deadline } | State::Draining { deadline } => deadline,
+            State::Streaming => None,
+        };
+        match (phase, self.sent.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn wants_input(&self) -> bool {
+        self.core.wants_input()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            forgotten_ids: self.emitted.forgotten(),
+            ..self.core.stats
+        }
+    }
+
+    fn end_of(event: &ServerEvent<T, K>) -> Option<EndReason> {
+        match event {
+            ServerEvent::End(reason) => Some(*reason),
+            _ => None,
         }
     }
 }

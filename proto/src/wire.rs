@@ -175,6 +175,17 @@ impl<'a> Headers<'a> {
             .chain(packed)
     }
 
+    /// The (name, value) pairs, taking the parsed map's own `Vec` as it is.
+    pub(crate) fn into_pairs(self) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
+        match self.0 {
+            Repr::Pairs(pairs) => pairs,
+            Repr::Packed { .. } => self
+                .iter()
+                .map(|(k, v)| (Cow::Owned(k.to_owned()), Cow::Owned(v.to_owned())))
+                .collect(),
+        }
+    }
+
     /// Detaches the map from the frame it was parsed from.
     pub fn into_owned(self) -> Headers<'static> {
         if let Repr::Packed { buf, ends } = self.0 {
@@ -408,51 +419,37 @@ impl ServerResponse<'_> {
     }
 }
 
-/// A server request or response, borrowed, for serializing without copies:
-/// the two differ only in their second key (`method` or `status`).
-pub(crate) struct HttpFrame<'a, H: ?Sized> {
-    pub(crate) id: &'a str,
-    pub(crate) head: (&'static str, &'a H),
-    pub(crate) headers: &'a Headers<'a>,
-    pub(crate) body: Option<&'a RawValue>,
-}
-
-impl<H: Serialize + ?Sized> Serialize for HttpFrame<'_, H> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", self.id)?;
-        m.serialize_entry(self.head.0, self.head.1)?;
-        if !self.headers.is_empty() {
-            m.serialize_entry("headers", self.headers)?;
-        }
-        if let Some(body) = self.body {
-            m.serialize_entry("body", body)?;
-        }
-        m.end()
+/// A server request and response differ only in their second key.
+fn serialize_http<S: Serializer, H: Serialize + ?Sized>(
+    s: S,
+    id: &str,
+    head: (&'static str, &H),
+    headers: &Headers<'_>,
+    body: Option<&Json<'_>>,
+) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(None)?;
+    m.serialize_entry("id", id)?;
+    m.serialize_entry(head.0, head.1)?;
+    if !headers.is_empty() {
+        m.serialize_entry("headers", headers)?;
     }
+    if let Some(body) = body {
+        m.serialize_entry("body", body)?;
+    }
+    m.end()
 }
 
 impl Serialize for ServerRequest<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        HttpFrame {
-            id: &self.id,
-            head: ("method", &*self.method),
-            headers: &self.headers,
-            body: self.body.as_ref().map(Json::as_raw),
-        }
-        .serialize(s)
+        let head = ("method", &*self.method);
+        serialize_http(s, &self.id, head, &self.headers, self.body.as_ref())
     }
 }
 
 impl Serialize for ServerResponse<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        HttpFrame {
-            id: &self.id,
-            head: ("status", &self.status),
-            headers: &self.headers,
-            body: self.body.as_ref().map(Json::as_raw),
-        }
-        .serialize(s)
+        let head = ("status", &self.status);
+        serialize_http(s, &self.id, head, &self.headers, self.body.as_ref())
     }
 }
 
@@ -506,8 +503,281 @@ pub(crate) fn json_string(text: &str) -> Box<RawValue> {
     serde_json::value::to_raw_value(text).unwrap_or_default()
 }
 
-/// Serializes one of the engine's own frames. They hold only strings, numbers,
-/// string-keyed maps and raw JSON, which cannot fail to serialize.
-pub(crate) fn frame<T: Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// The second key of a server request or response.
+#[derive(Clone, Copy)]
+pub(crate) enum Head<'a> {
+    Method(&'a str),
+    Status(u16),
+}
+
+/// Writes the engine's own frames: JSON objects of strings, status codes,
+/// string maps and raw JSON (already valid), in exactly the bytes
+/// serde_json writes for the [`Serialize`] impls above (the tests below
+/// compare the two). Writing them directly keeps the engine free of a
+/// fallible serializer whose error could only be swallowed.
+pub(crate) struct Frame(String);
+
+impl Frame {
+    fn object(capacity: usize) -> Self {
+        let mut s = String::with_capacity(capacity + 2);
+        s.push('{');
+        Self(s)
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        escape_into(&mut self.0, key);
+        self.0.push(':');
+    }
+
+    fn str(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        escape_into(&mut self.0, value);
+        self
+    }
+
+    fn code(mut self, key: &str, value: u16) -> Self {
+        self.key(key);
+        self.0.push_str(itoa_u16(value).as_str());
+        self
+    }
+
+    fn raw(mut self, key: &str, json: &str) -> Self {
+        self.key(key);
+        self.0.push_str(json);
+        self
+    }
+
+    fn headers(mut self, headers: &Headers<'_>) -> Self {
+        if headers.is_empty() {
+            return self;
+        }
+        self.key("headers");
+        self.0.push('{');
+        for (n, (k, v)) in headers.iter().enumerate() {
+            if n > 0 {
+                self.0.push(',');
+            }
+            escape_into(&mut self.0, k);
+            self.0.push(':');
+            escape_into(&mut self.0, v);
+        }
+        self.0.push('}');
+        self
+    }
+
+    fn end(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+
+    /// `{"type":"ok","id":…}`
+    pub(crate) fn ok(id: &str) -> String {
+        Self::object(id.len() + 20)
+            .str("type", "ok")
+            .str("id", id)
+            .end()
+    }
+
+    /// `{"type":"error","id":…,"code":…,"message":…}`
+    pub(crate) fn error_reply(id: &str, code: u16, message: &str) -> String {
+        Self::object(id.len() + message.len() + 48)
+            .str("type", "error")
+            .str("id", id)
+            .code("code", code)
+            .str("message", message)
+            .end()
+    }
+
+    /// The `{"code":…,"message":…}` error frame.
+    pub(crate) fn error(error: &ResponseError<'_>) -> String {
+        let message = error.message.get();
+        Self::object(message.len() + 24)
+            .code("code", error.code)
+            .raw("message", message)
+            .end()
+    }
+
+    /// A server request (`Head::Method`) or response (`Head::Status`).
+    pub(crate) fn http(
+        id: &str,
+        head: Head<'_>,
+        headers: &Headers<'_>,
+        body: Option<&RawValue>,
+    ) -> String {
+        let hint = id.len()
+            + body.map_or(0, |b| b.get().len())
+            + headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 6)
+                .sum::<usize>()
+            + 48;
+        let f = Self::object(hint).str("id", id);
+        let f = match head {
+            Head::Method(m) => f.str("method", m),
+            Head::Status(s) => f.code("status", s),
+        };
+        let f = f.headers(headers);
+        match body {
+            Some(body) => f.raw("body", body.get()),
+            None => f,
+        }
+        .end()
+    }
+
+    /// An `agent_completion_notify` client request.
+    pub(crate) fn notify(id: &str, response_id: &str, content: &RawValue) -> String {
+        let content = content.get();
+        Self::object(id.len() + response_id.len() + content.len() + 72)
+            .str("id", id)
+            .str("type", "agent_completion_notify")
+            .str("response_id", response_id)
+            .raw("content", content)
+            .end()
+    }
+}
+
+/// A `u16` in decimal, without a formatter.
+struct Digits([u8; 5], usize);
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        let digits = self.0.get(self.1..).unwrap_or_default();
+        std::str::from_utf8(digits).unwrap_or_default()
+    }
+}
+
+fn itoa_u16(mut n: u16) -> Digits {
+    let mut buf = [0u8; 5];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        if let Some(d) = buf.get_mut(start) {
+            // `n % 10` is below 10.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits(buf, start)
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it:
+/// `"` and `\`, the short escapes `\b \t \n \f \r`, other control
+/// characters as `\u00xx`; everything else as it is.
+pub(crate) fn escape_into(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(s.get(start..i).unwrap_or_default());
+        start = i + 1;
+        if short.is_empty() {
+            out.push_str("\\u00");
+            for nibble in [b >> 4, b & 0xf] {
+                out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+            }
+        } else {
+            out.push_str(short);
+        }
+    }
+    out.push_str(s.get(start..).unwrap_or_default());
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn escaping_matches_serde_json_for_every_ascii_byte_and_some_unicode() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é€😀\u{2028}\u{2029}\"\\");
+        for s in [all.as_str(), "", "plain", "\"", "a\\b", "\u{7f}"] {
+            let mut ours = String::new();
+            escape_into(&mut ours, s);
+            assert_eq!(ours, serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn status_codes_are_written_in_decimal() {
+        for n in [0u16, 7, 10, 99, 100, 404, 999, 1000, 9999, 10000, u16::MAX] {
+            assert_eq!(itoa_u16(n).as_str(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn written_frames_equal_serde_json_of_the_wire_types() {
+        let headers: Headers<'_> = [("content-type", "application/json"), ("x-\"q", "a\nb")]
+            .into_iter()
+            .collect();
+        let body = raw(r#"{"jsonrpc":"2.0","id":1}"#);
+        for headers in [Headers::new(), headers] {
+            for body in [None, Some(&*body)] {
+                let request = ServerRequest {
+                    id: "r-1".into(),
+                    method: "POST".into(),
+                    headers: headers.clone(),
+                    body: body.map(Json::borrowed),
+                };
+                let ours = Frame::http("r-1", Head::Method("POST"), &headers, body);
+                assert_eq!(ours, serde_json::to_string(&request).unwrap());
+                let response = ServerResponse {
+                    id: "r-1".into(),
+                    status: 200,
+                    headers: headers.clone(),
+                    body: body.map(Json::borrowed),
+                };
+                let ours = Frame::http("r-1", Head::Status(200), &headers, body);
+                assert_eq!(ours, serde_json::to_string(&response).unwrap());
+            }
+        }
+        assert_eq!(
+            Frame::ok("i\"d"),
+            serde_json::to_string(&ClientResponse::Ok { id: "i\"d".into() }).unwrap()
+        );
+        let reply = ClientResponse::Error {
+            id: "x".into(),
+            code: 404,
+            message: "response_id \"agc-9\" not from this stream".into(),
+        };
+        assert_eq!(
+            Frame::error_reply("x", 404, "response_id \"agc-9\" not from this stream"),
+            serde_json::to_string(&reply).unwrap()
+        );
+        let error = ResponseError::new(500, "boom\t");
+        assert_eq!(Frame::error(&error), serde_json::to_string(&error).unwrap());
+        let content = raw(r#"[{"type":"text","text":"hi"}]"#);
+        let notify = ClientRequest {
+            id: "n-1".into(),
+            kind: ClientRequestKind::AgentCompletionNotify {
+                response_id: "agc-1".into(),
+                content: Json::borrowed(&content),
+            },
+        };
+        assert_eq!(
+            Frame::notify("n-1", "agc-1", &content),
+            serde_json::to_string(&notify).unwrap()
+        );
+    }
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use wirestream_proto::{
-    ClientEvent, ClientSession, CloseCode, Config, EndReason, Error, Headers, Inbound, Outcome,
-    Phase, RequestError, SeededRandom, Transmit,
+    ClientEvent, ClientSession, CloseCode, Config, EndReason, Engine, Error, Headers, Inbound,
+    Outcome, Phase, RequestError, SeededRandom, Transmit,
 };
 
 struct Cli {
@@ -17,7 +17,7 @@ struct Cli {
 fn client_with(config: Config) -> Cli {
     let body = RawValue::from_string(r#"{"messages":[],"stream":true}"#.into()).unwrap();
     let mut t = Cli {
-        c: ClientSession::new(config, body, SeededRandom::new(9)),
+        c: ClientSession::new(config, body, SeededRandom::new(9)).unwrap(),
         now: Instant::now(),
     };
     assert_eq!(t.out(), [r#"{"messages":[],"stream":true}"#]);
@@ -34,7 +34,7 @@ fn raw(s: &str) -> Box<RawValue> {
 
 impl Cli {
     fn text(&mut self, t: &str) {
-        self.c.handle_frame(self.now, Inbound::Text(t));
+        self.c.handle_frame(self.now, Inbound::Text(t.to_owned()));
     }
     fn advance(&mut self, d: Duration) {
         self.now += d;
@@ -54,7 +54,8 @@ impl Cli {
     fn notify(&mut self) -> String {
         let id = self
             .c
-            .notify(self.now, "agc-1", &raw(r#""more""#), None)
+            .notify(self.now, "agc-1", &raw(r#""more""#), None, ())
+            .map_err(|r| r.error)
             .unwrap();
         assert_eq!(self.out().len(), 1);
         id
@@ -64,6 +65,7 @@ impl Cli {
 fn notify_ended(id: &str, outcome: Outcome<Result<(), RequestError>>) -> ClientEvent {
     ClientEvent::NotifyEnded {
         id: id.to_owned(),
+        token: (),
         outcome,
     }
 }
@@ -71,8 +73,11 @@ fn notify_ended(id: &str, outcome: Outcome<Result<(), RequestError>>) -> ClientE
 #[test]
 fn body_is_the_first_frame() {
     let body = RawValue::from_string("{\"a\":1}".into()).unwrap();
-    let mut c = ClientSession::new(Config::default(), body, SeededRandom::new(0));
-    c.notify(Instant::now(), "x", &raw("\"y\""), None).unwrap();
+    let mut c: ClientSession =
+        ClientSession::new(Config::default(), body, SeededRandom::new(0)).unwrap();
+    c.notify(Instant::now(), "x", &raw("\"y\""), None, ())
+        .map_err(|r| r.error)
+        .unwrap();
     assert_eq!(c.poll_transmit(), Some(Transmit::Text("{\"a\":1}".into())));
 }
 
@@ -137,7 +142,9 @@ fn notify_is_sent_in_the_sdk_shape() {
             "agc-1",
             &raw(r#"[{"type":"text","text":"look"}]"#),
             None,
+            (),
         )
+        .map_err(|r| r.error)
         .unwrap();
     assert_eq!(
         t.out(),
@@ -181,8 +188,15 @@ fn notify_answered_error_carries_code_and_message() {
 fn notify_times_out_exactly_once() {
     let mut t = client();
     let id =
-        t.c.notify(t.now, "agc-1", &raw("\"x\""), Some(Duration::from_secs(3)))
-            .unwrap();
+        t.c.notify(
+            t.now,
+            "agc-1",
+            &raw("\"x\""),
+            Some(Duration::from_secs(3)),
+            (),
+        )
+        .map_err(|r| r.error)
+        .unwrap();
     assert_eq!(t.c.poll_timeout(), Some(t.now + Duration::from_secs(3)));
     t.advance(Duration::from_secs(3));
     t.advance(Duration::from_secs(3));
@@ -229,7 +243,8 @@ fn notify_limit_refuses_the_command_one_past_it() {
     t.notify();
     t.notify();
     assert!(matches!(
-        t.c.notify(t.now, "agc-1", &raw("\"x\""), None),
+        t.c.notify(t.now, "agc-1", &raw("\"x\""), None, ())
+            .map_err(|r| r.error),
         Err(Error::TooManyRequests)
     ));
 }
@@ -239,10 +254,13 @@ fn full_queue_refuses_notifies_and_reports_room() {
     let mut config = Config::default();
     config.max_queued_frames = 1;
     let mut t = client_with(config);
-    t.c.notify(t.now, "agc-1", &raw("\"x\""), None).unwrap();
+    t.c.notify(t.now, "agc-1", &raw("\"x\""), None, ())
+        .map_err(|r| r.error)
+        .unwrap();
     assert!(!t.c.wants_input());
     assert!(matches!(
-        t.c.notify(t.now, "agc-1", &raw("\"x\""), None),
+        t.c.notify(t.now, "agc-1", &raw("\"x\""), None, ())
+            .map_err(|r| r.error),
         Err(Error::Full)
     ));
     assert_eq!(t.out().len(), 1);
@@ -257,8 +275,8 @@ fn server_request_reaches_the_application_and_its_answer_is_sent() {
     let [ClientEvent::ServerRequest(r)] = events.as_slice() else {
         panic!("{events:?}")
     };
-    assert_eq!((r.id.as_ref(), r.method.as_ref()), ("s-1", "POST"));
-    assert_eq!(r.headers.get("Content-Type"), Some("application/json"));
+    assert_eq!((r.id(), r.method()), ("s-1", Some("POST")));
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
     let headers: Headers = [("mcp-session-id", "s-1")].into_iter().collect();
     t.c.respond(t.now, "s-1", 200, &headers, Some(&raw(r#"{"result":{}}"#)))
         .unwrap();
@@ -339,11 +357,15 @@ fn objects_that_are_no_envelope_are_chunks() {
 #[test]
 fn oversize_frame_closes_1009() {
     let mut config = Config::default();
-    config.max_frame_size = 8;
+    // Room for the body and a notify; the limit holds both ways.
+    config.max_frame_size = 128;
     let mut t = client_with(config);
-    let id = t.c.notify(t.now, "agc-1", &raw("\"x\""), None).unwrap();
+    let id =
+        t.c.notify(t.now, "agc-1", &raw("\"x\""), None, ())
+            .map_err(|r| r.error)
+            .unwrap();
     t.out();
-    t.text(r#"{"a":"123456"}"#);
+    t.text(&format!(r#"{{"a":"{}"}}"#, "x".repeat(128)));
     assert_eq!(t.out(), ["Close(1009)"]);
     assert_eq!(
         t.events(),
@@ -362,7 +384,8 @@ fn closing_sends_close_1000_and_nothing_after() {
     assert_eq!(t.c.phase(), Phase::Closing);
     assert!(matches!(t.c.close(t.now), Err(Error::Closed)));
     assert!(matches!(
-        t.c.notify(t.now, "a", &raw("\"x\""), None),
+        t.c.notify(t.now, "a", &raw("\"x\""), None, ())
+            .map_err(|r| r.error),
         Err(Error::Closed)
     ));
     t.text(r#"{"id":"agc-1"}"#);
@@ -395,4 +418,108 @@ fn zero_close_timeout_still_sends_the_close() {
     t.advance(Duration::from_nanos(1));
     assert!(t.c.is_closed());
     assert_eq!(t.c.poll_timeout(), None);
+}
+
+#[test]
+fn error_reply_whose_message_is_not_a_string_still_ends_the_notify() {
+    let mut t = client();
+    let id = t.notify();
+    t.text(&format!(
+        r#"{{"type":"error","id":"{id}","code":502,"message":{{"detail":"upstream"}}}}"#
+    ));
+    assert_eq!(
+        t.events(),
+        [notify_ended(
+            &id,
+            Outcome::Answered(Err(RequestError::new(502, r#"{"detail":"upstream"}"#)))
+        )]
+    );
+    assert_eq!(t.c.notifies_in_flight(), 0);
+}
+
+#[test]
+fn chunk_event_hands_back_the_frame_it_was_given() {
+    let mut t = client();
+    let chunk = String::from(r#"{"id":"agc-1","object":"agent.completion.chunk"}"#);
+    let at = chunk.as_ptr();
+    t.c.handle_frame(t.now, Inbound::Text(chunk));
+    let [ClientEvent::Chunk(chunk)] = <[ClientEvent; 1]>::try_from(t.events()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(chunk.as_ptr(), at, "the same buffer, not a copy");
+}
+
+#[test]
+fn each_notify_ends_once_with_its_token() {
+    let now = Instant::now();
+    let body = raw("{}");
+    let mut c: ClientSession<String, char> =
+        ClientSession::new(Config::default(), body, SeededRandom::new(3)).unwrap();
+    let content = raw(r#""x""#);
+    let a = c.notify(now, "agc-1", &content, None, 'a').unwrap();
+    let _b = c
+        .notify(now, "agc-1", &content, Some(Duration::from_secs(1)), 'b')
+        .unwrap();
+    let _c = c.notify(now, "agc-1", &content, None, 'c').unwrap();
+    c.handle_frame(now, Inbound::Text(format!(r#"{{"type":"ok","id":"{a}"}}"#)));
+    c.handle_timeout(now + Duration::from_secs(1));
+    c.handle_transport_lost(now + Duration::from_secs(1));
+    let ends: Vec<(char, Outcome<Result<(), RequestError>>)> =
+        std::iter::from_fn(|| c.poll_event())
+            .filter_map(|e| match e {
+                ClientEvent::NotifyEnded { token, outcome, .. } => Some((token, outcome)),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(
+        ends,
+        [
+            ('a', Outcome::Answered(Ok(()))),
+            ('b', Outcome::TimedOut),
+            ('c', Outcome::SessionEnded)
+        ]
+    );
+}
+
+#[test]
+fn body_over_the_frame_limit_is_refused_and_handed_back() {
+    let mut config = Config::default();
+    config.max_frame_size = 8;
+    let refused = ClientSession::<String>::new(config, raw(r#""123456789""#), SeededRandom::new(0))
+        .unwrap_err();
+    assert!(matches!(refused.error, Error::TooLarge));
+    assert_eq!(refused.value.get(), r#""123456789""#);
+}
+
+#[test]
+fn notify_over_the_frame_limit_is_refused_with_its_token() {
+    let mut config = Config::default();
+    config.max_frame_size = 128;
+    let mut c: ClientSession<String, u8> =
+        ClientSession::new(config, raw("{}"), SeededRandom::new(0)).unwrap();
+    let content = raw(&format!(r#""{}""#, "x".repeat(128)));
+    let refused = c
+        .notify(Instant::now(), "agc-1", &content, None, 7)
+        .unwrap_err();
+    assert!(matches!(refused.error, Error::TooLarge));
+    assert_eq!(refused.value, 7);
+    assert_eq!(c.notifies_in_flight(), 0);
+}
+
+#[test]
+fn answer_over_the_frame_limit_is_refused_and_the_request_stays_pending() {
+    let mut config = Config::default();
+    config.max_frame_size = 128;
+    let mut t = client_with(config);
+    t.text(r#"{"id":"s-1","method":"GET"}"#);
+    let _request = t.events();
+    let big = raw(&format!(r#""{}""#, "x".repeat(128)));
+    assert!(matches!(
+        t.c.respond(t.now, "s-1", 200, &Headers::new(), Some(&big)),
+        Err(Error::TooLarge)
+    ));
+    assert_eq!(t.c.server_requests_pending(), 1);
+    t.c.respond(t.now, "s-1", 501, &Headers::new(), None)
+        .unwrap();
+    assert_eq!(t.out(), [r#"{"id":"s-1","status":501}"#]);
 }

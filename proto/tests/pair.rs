@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use wirestream_proto::testing::{Crossed, Pair, Side};
 use wirestream_proto::{
-    ClientEvent, ClientRequestKind, CloseCode, Config, EndReason, Headers, Outcome, RequestError,
+    ClientEvent, CloseCode, Config, EndReason, Engine, Headers, Outcome, RequestError, RequestKind,
     ResponseError, ServerEvent,
 };
 
@@ -43,7 +43,8 @@ fn notify(p: &mut Pair, response_id: &str) -> String {
     let now = p.now;
     let id = p
         .client
-        .notify(now, response_id, &raw(r#""also""#), None)
+        .notify(now, response_id, &raw(r#""also""#), None, ())
+        .map_err(|r| r.error)
         .unwrap();
     p.drive();
     id
@@ -52,11 +53,11 @@ fn notify(p: &mut Pair, response_id: &str) -> String {
 fn the_request(p: &mut Pair) -> String {
     match p.take_server_events().as_slice() {
         [ServerEvent::Request(r)] => {
-            let ClientRequestKind::AgentCompletionNotify { response_id, .. } = &r.kind else {
+            let RequestKind::AgentCompletionNotify { response_id, .. } = r.kind() else {
                 unreachable!()
             };
             assert_eq!(response_id, "agc-1");
-            r.id.to_string()
+            r.id().to_string()
         }
         other => panic!("expected one request, got {other:?}"),
     }
@@ -64,7 +65,13 @@ fn the_request(p: &mut Pair) -> String {
 
 fn ended_notify(p: &mut Pair) -> (String, Outcome<Result<(), RequestError>>) {
     match p.take_client_events().as_slice() {
-        [ClientEvent::NotifyEnded { id, outcome }] => (id.clone(), outcome.clone()),
+        [
+            ClientEvent::NotifyEnded {
+                id,
+                token: (),
+                outcome,
+            },
+        ] => (id.clone(), outcome.clone()),
         other => panic!("expected one ended notify, got {other:?}"),
     }
 }
@@ -196,6 +203,7 @@ fn replies_are_drained_before_close_1000() {
         [
             ClientEvent::NotifyEnded {
                 id,
+                token: (),
                 outcome: Outcome::Answered(Err(RequestError::new(502, "handing it on failed")))
             },
             ClientEvent::End(EndReason::Peer(Some(CloseCode::NORMAL)))
@@ -214,7 +222,11 @@ fn unanswered_replies_get_504_at_the_drain_timeout() {
     assert_eq!(p.now - now, Duration::from_secs(5));
     let (ended, outcome) = match p.take_client_events().as_slice() {
         [
-            ClientEvent::NotifyEnded { id, outcome },
+            ClientEvent::NotifyEnded {
+                id,
+                token: (),
+                outcome,
+            },
             ClientEvent::End(_),
         ] => (id.clone(), outcome.clone()),
         other => panic!("{other:?}"),
@@ -239,14 +251,16 @@ fn server_request_round_trip() {
             &headers,
             Some(&raw(r#"{"method":"tools/list"}"#)),
             None,
+            (),
         )
+        .map_err(|r| r.error)
         .unwrap();
     p.drive();
     let ClientEvent::ServerRequest(r) = p.take_client_events().remove(0) else {
         panic!()
     };
     assert_eq!(
-        (r.id.as_ref(), r.body.unwrap().get()),
+        (r.id(), r.body().unwrap()),
         (id.as_str(), r#"{"method":"tools/list"}"#)
     );
     p.client
@@ -262,13 +276,14 @@ fn server_request_round_trip() {
     let [
         ServerEvent::ServerRequestEnded {
             id: ended,
+            token: (),
             outcome: Outcome::Answered(resp),
         },
     ] = <[ServerEvent; 1]>::try_from(p.take_server_events()).unwrap()
     else {
         panic!()
     };
-    assert_eq!((ended, resp.status), (id, 200));
+    assert_eq!((ended, resp.status()), (id, Some(200)));
 }
 
 #[test]
@@ -277,7 +292,8 @@ fn server_request_times_out_when_the_client_never_answers() {
     let now = p.now;
     let id = p
         .server
-        .send_server_request(now, "GET", &Headers::new(), None, None)
+        .send_server_request(now, "GET", &Headers::new(), None, None, ())
+        .map_err(|r| r.error)
         .unwrap();
     p.drive();
     assert!(p.advance_to_next_deadline());
@@ -286,6 +302,7 @@ fn server_request_times_out_when_the_client_never_answers() {
         p.take_server_events(),
         [ServerEvent::ServerRequestEnded {
             id: id.clone(),
+            token: (),
             outcome: Outcome::TimedOut
         }]
     );
@@ -306,7 +323,8 @@ fn server_request_ends_at_once_when_the_client_leaves() {
     let now = p.now;
     let id = p
         .server
-        .send_server_request(now, "GET", &Headers::new(), None, None)
+        .send_server_request(now, "GET", &Headers::new(), None, None, ())
+        .map_err(|r| r.error)
         .unwrap();
     p.drive();
     p.cut();
@@ -316,6 +334,7 @@ fn server_request_ends_at_once_when_the_client_leaves() {
         [
             ServerEvent::ServerRequestEnded {
                 id,
+                token: (),
                 outcome: Outcome::SessionEnded
             },
             ServerEvent::End(EndReason::TransportLost)
@@ -330,7 +349,8 @@ fn client_close_mid_stream_ends_both_sides_and_pending_requests() {
     let now = p.now;
     let id = p
         .server
-        .send_server_request(now, "GET", &Headers::new(), None, None)
+        .send_server_request(now, "GET", &Headers::new(), None, None, ())
+        .map_err(|r| r.error)
         .unwrap();
     p.client.close(now).unwrap();
     assert!(p.run_to_end(10));
@@ -340,6 +360,7 @@ fn client_close_mid_stream_ends_both_sides_and_pending_requests() {
         [
             ServerEvent::ServerRequestEnded {
                 id,
+                token: (),
                 outcome: Outcome::SessionEnded
             },
             ServerEvent::End(EndReason::Peer(Some(CloseCode::NORMAL)))
@@ -372,7 +393,7 @@ fn body_timeout_when_no_client_speaks() {
     config.body_timeout = Duration::from_secs(1);
     let mut p = Pair::new(config, BODY);
     // The client's body never reaches the wire: it is dropped before sending.
-    p.client.poll_transmit();
+    let _body = p.client.poll_transmit();
     assert!(p.run_to_end(10));
     assert_eq!(
         p.transcript
@@ -380,7 +401,7 @@ fn body_timeout_when_no_client_speaks() {
             .map(|c| c.frame.as_str())
             .collect::<Vec<_>>(),
         [
-            r#"{"code":408,"message":"no body frame within 1s"}"#,
+            r#"{"code":408,"message":"no body frame within 1000 ms"}"#,
             "Close(1008)",
             "Close(1008)"
         ]

@@ -184,3 +184,14 @@ fn stale_connection_id_stays_dead_after_its_slot_is_reused() {
     assert_eq!(r.get(new), Some(&"new"));
     assert_eq!(r.connections(), 1);
 }
+
+#[test]
+fn a_constant_random_source_cannot_make_mint_loop_forever() {
+    let mut r = Registry::<()>::default();
+    let c = r.attach(()).unwrap();
+    let mut zero = || 0u64;
+    let ids: Vec<String> = (0..4).map(|_| r.mint(c, &mut zero).unwrap()).collect();
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 4, "{ids:?}");
+    assert_eq!(ids[0], "0".repeat(32));
+}

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use wirestream_proto::{
-    CloseCode, Config, EndReason, SeededRandom, ServerEvent, ServerSession, Transmit,
+    CloseCode, Config, EndReason, Engine, SeededRandom, ServerEvent, ServerSession, Transmit,
 };
 
 /// Found by the pair property (`Advance(Millis(0))` with every limit at its
@@ -18,7 +18,7 @@ fn zero_close_timeout_after_a_body_timeout_still_leaves_the_next_deadline_after_
     config.body_timeout = Duration::ZERO;
     config.close_timeout = Duration::ZERO;
     let now = Instant::now();
-    let mut s = ServerSession::new(config, now, SeededRandom::new(1));
+    let mut s: ServerSession = ServerSession::new(config, now, SeededRandom::new(1));
     assert_eq!(
         s.poll_timeout(),
         Some(now),
@@ -29,7 +29,7 @@ fn zero_close_timeout_after_a_body_timeout_still_leaves_the_next_deadline_after_
     assert_eq!(
         frames,
         [
-            Transmit::Text(r#"{"code":408,"message":"no body frame within 0ns"}"#.into()),
+            Transmit::Text(r#"{"code":408,"message":"no body frame within 0 ms"}"#.into()),
             Transmit::Close(CloseCode::POLICY)
         ],
         "the error and the close frame are sent before the session gives up"

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use wirestream_proto::{
-    ClientRequest, ClientRequestKind, CloseCode, Config, EndReason, Error, Headers, Inbound, Json,
-    Outcome, Phase, RequestError, ResponseError, SeededRandom, ServerEvent, ServerSession,
-    Transmit,
+    ClientRequest, ClientRequestKind, CloseCode, Config, EndReason, Engine, Error, Headers,
+    Inbound, Json, Outcome, Phase, RequestError, RequestKind, ResponseError, SeededRandom,
+    ServerEvent, ServerSession, Transmit,
 };
 
 /// A server session on a fake clock, with its output rendered as strings.
@@ -50,9 +50,9 @@ fn notify(id: &str, response_id: &str) -> String {
 
 impl Srv {
     fn text(&mut self, t: &str) {
-        self.s.handle_frame(self.now, Inbound::Text(t));
+        self.s.handle_frame(self.now, Inbound::Text(t.to_owned()));
     }
-    fn frame(&mut self, f: Inbound<'_>) {
+    fn frame(&mut self, f: Inbound) {
         self.s.handle_frame(self.now, f);
     }
     fn advance(&mut self, d: Duration) {
@@ -80,7 +80,7 @@ impl Srv {
         self.text(&notify(id, "agc-1"));
         assert_eq!(self.out(), Vec::<String>::new(), "nothing is answered yet");
         match self.events().as_slice() {
-            [ServerEvent::Request(r)] => r.clone(),
+            [ServerEvent::Request(r)] => r.to_request(),
             other => panic!("expected the request, got {other:?}"),
         }
     }
@@ -174,7 +174,7 @@ fn body_timeout_sends_408_then_close_1008() {
     assert_eq!(
         t.out(),
         [
-            r#"{"code":408,"message":"no body frame within 30s"}"#,
+            r#"{"code":408,"message":"no body frame within 30000 ms"}"#,
             "Close(1008)"
         ]
     );
@@ -190,7 +190,7 @@ fn body_timeout_is_configurable() {
     assert_eq!(
         t.out(),
         [
-            r#"{"code":408,"message":"no body frame within 250ms"}"#,
+            r#"{"code":408,"message":"no body frame within 250 ms"}"#,
             "Close(1008)"
         ]
     );
@@ -345,7 +345,8 @@ fn nothing_is_sent_after_the_close_frame() {
         Err(Error::Closed)
     ));
     assert!(matches!(
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None),
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error),
         Err(Error::Closed)
     ));
     assert!(t.out().is_empty());
@@ -417,10 +418,10 @@ fn notify_content_parts_pass_through_untouched() {
     let Ok::<[ServerEvent; 1], _>([ServerEvent::Request(r)]) = t.events().try_into() else {
         panic!()
     };
-    let ClientRequestKind::AgentCompletionNotify { content, .. } = r.kind else {
+    let RequestKind::AgentCompletionNotify { content, .. } = r.kind() else {
         unreachable!()
     };
-    assert_eq!(content.get(), parts);
+    assert_eq!(content, parts);
 }
 
 #[test]
@@ -626,7 +627,8 @@ fn server_request_is_sent_and_its_response_routed() {
     let body =
         RawValue::from_string(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.into()).unwrap();
     let id =
-        t.s.send_server_request(t.now, "POST", &headers, Some(&body), None)
+        t.s.send_server_request(t.now, "POST", &headers, Some(&body), None, ())
+            .map_err(|r| r.error)
             .unwrap();
     assert_eq!(
         t.out(),
@@ -641,6 +643,7 @@ fn server_request_is_sent_and_its_response_routed() {
         [
             ServerEvent::ServerRequestEnded {
                 id: ended_id,
+                token: (),
                 outcome: Outcome::Answered(r),
             },
         ],
@@ -650,10 +653,10 @@ fn server_request_is_sent_and_its_response_routed() {
     };
     assert_eq!(ended_id, id);
     assert_eq!(
-        (r.status, r.headers.get("MCP-Session-Id")),
-        (200, Some("s-1"))
+        (r.status(), r.header("MCP-Session-Id")),
+        (Some(200), Some("s-1"))
     );
-    assert_eq!(r.body.unwrap().get(), r#"{"ok":true}"#);
+    assert_eq!(r.body().unwrap(), r#"{"ok":true}"#);
     assert_eq!(t.s.server_requests_pending(), 0);
 }
 
@@ -661,10 +664,12 @@ fn server_request_is_sent_and_its_response_routed() {
 fn server_request_ids_are_uuid_v4_and_differ() {
     let mut t = streaming();
     let a =
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None)
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error)
             .unwrap();
     let b =
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None)
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error)
             .unwrap();
     assert_ne!(a, b);
     for id in [&a, &b] {
@@ -679,7 +684,8 @@ fn server_request_ids_are_uuid_v4_and_differ() {
 fn server_request_before_the_body_is_refused() {
     let mut t = server();
     assert!(matches!(
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None),
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error),
         Err(Error::AwaitingBody)
     ));
 }
@@ -690,7 +696,8 @@ fn server_request_before_the_first_chunk_is_allowed() {
     t.text("{}");
     t.events();
     let id =
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None)
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error)
             .unwrap();
     t.out();
     t.text(&format!(r#"{{"id":"{id}","status":204}}"#));
@@ -713,7 +720,9 @@ fn server_request_times_out_exactly_once_and_its_late_response_is_dropped() {
             &Headers::new(),
             None,
             Some(Duration::from_secs(2)),
+            (),
         )
+        .map_err(|r| r.error)
         .unwrap();
     assert_eq!(t.s.poll_timeout(), Some(t.now + Duration::from_secs(2)));
     t.advance(Duration::from_secs(2));
@@ -721,6 +730,7 @@ fn server_request_times_out_exactly_once_and_its_late_response_is_dropped() {
         t.events(),
         [ServerEvent::ServerRequestEnded {
             id: id.clone(),
+            token: (),
             outcome: Outcome::TimedOut
         }]
     );
@@ -735,7 +745,8 @@ fn server_request_times_out_exactly_once_and_its_late_response_is_dropped() {
 fn server_requests_end_at_once_when_the_transport_is_lost() {
     let mut t = streaming();
     let id =
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None)
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error)
             .unwrap();
     t.s.handle_transport_lost(t.now);
     assert_eq!(
@@ -743,6 +754,7 @@ fn server_requests_end_at_once_when_the_transport_is_lost() {
         [
             ServerEvent::ServerRequestEnded {
                 id,
+                token: (),
                 outcome: Outcome::SessionEnded
             },
             ended(EndReason::TransportLost)
@@ -755,7 +767,8 @@ fn server_requests_end_at_once_when_the_transport_is_lost() {
 fn server_requests_end_when_this_side_closes() {
     let mut t = streaming();
     let id =
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None)
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error)
             .unwrap();
     t.s.finish(t.now).unwrap();
     assert_eq!(
@@ -763,6 +776,7 @@ fn server_requests_end_when_this_side_closes() {
         [
             ServerEvent::ServerRequestEnded {
                 id,
+                token: (),
                 outcome: Outcome::SessionEnded
             },
             ended(EndReason::Local(CloseCode::NORMAL))
@@ -776,11 +790,13 @@ fn server_request_limit_refuses_the_command_one_past_it() {
     config.max_server_requests = 2;
     let mut t = streaming_with(config);
     for _ in 0..2 {
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None)
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error)
             .unwrap();
     }
     assert!(matches!(
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None),
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error),
         Err(Error::TooManyRequests)
     ));
 }
@@ -880,7 +896,8 @@ fn byte_limit_of_the_queue_is_enforced() {
         Err(Error::Full)
     ));
     assert!(matches!(
-        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None),
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error),
         Err(Error::Full)
     ));
 }
@@ -911,7 +928,9 @@ fn poll_timeout_is_later_than_now_after_each_timeout() {
             &Headers::new(),
             None,
             Some(Duration::from_secs(i + 1)),
+            (),
         )
+        .map_err(|r| r.error)
         .unwrap();
     }
     while let Some(deadline) = t.s.poll_timeout() {
@@ -1036,5 +1055,213 @@ fn dropped_request_is_answered_404_no_longer_running_during_the_drain() {
             r#"{"type":"error","id":"c-1","code":404,"message":"response_id \"agc-1\" is no longer running"}"#,
             "Close(1000)"
         ]
+    );
+}
+
+// ---- inbound frames are taken, not copied ----
+
+#[test]
+fn body_event_hands_back_the_frame_it_was_given() {
+    let mut t = server();
+    let body = String::from(r#"{"messages":[]}"#);
+    let at = body.as_ptr();
+    t.s.handle_frame(t.now, Inbound::Text(body));
+    let [ServerEvent::Body(body)] = <[ServerEvent; 1]>::try_from(t.events()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(body.as_ptr(), at, "the same buffer, not a copy");
+}
+
+#[test]
+fn request_event_views_its_fields_in_the_frame() {
+    let mut t = streaming();
+    let frame = notify("c-1", "agc-1");
+    let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+    t.s.handle_frame(t.now, Inbound::Text(frame));
+    let [ServerEvent::Request(r)] = <[ServerEvent; 1]>::try_from(t.events()).unwrap() else {
+        panic!()
+    };
+    let RequestKind::AgentCompletionNotify {
+        response_id,
+        content,
+    } = r.kind()
+    else {
+        unreachable!()
+    };
+    for field in [r.id(), response_id, content, r.text()] {
+        assert!(
+            range.contains(&(field.as_ptr() as usize)),
+            "{field} is a view"
+        );
+    }
+    assert_eq!((r.id(), response_id, content), ("c-1", "agc-1", r#""hi""#));
+}
+
+#[test]
+fn escaped_request_id_is_unescaped_and_answered_with_its_value() {
+    let mut t = streaming();
+    t.text(
+        r#"{"id":"c\"1","type":"agent_completion_notify","response_id":"agc-1","content":"hi"}"#,
+    );
+    let [ServerEvent::Request(r)] = <[ServerEvent; 1]>::try_from(t.events()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.id(), "c\"1");
+    t.s.respond(t.now, r.id(), Ok(())).unwrap();
+    assert_eq!(t.out(), [r#"{"type":"ok","id":"c\"1"}"#]);
+}
+
+#[test]
+fn any_owned_text_type_can_carry_the_frames() {
+    let now = Instant::now();
+    let mut s: ServerSession<std::sync::Arc<str>> =
+        ServerSession::new(Config::default(), now, SeededRandom::new(1));
+    let body: std::sync::Arc<str> = r#"{"messages":[]}"#.into();
+    s.handle_frame(now, Inbound::Text(body.clone()));
+    assert_eq!(s.poll_event(), Some(ServerEvent::Body(body)));
+}
+
+#[test]
+fn server_response_event_views_status_headers_and_body() {
+    let mut t = streaming();
+    let id =
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error)
+            .unwrap();
+    t.out();
+    let frame =
+        format!(r#"{{"id":"{id}","status":201,"headers":{{"a":"1","b":"x\ny"}},"body":[1,2]}}"#);
+    t.text(&frame);
+    let [
+        ServerEvent::ServerRequestEnded {
+            outcome: Outcome::Answered(r),
+            ..
+        },
+    ] = <[ServerEvent; 1]>::try_from(t.events()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(r.id(), id);
+    assert_eq!(r.status(), Some(201));
+    assert_eq!(r.method(), None);
+    assert_eq!(r.headers().collect::<Vec<_>>(), [("a", "1"), ("b", "x\ny")]);
+    assert_eq!(r.body(), Some("[1,2]"));
+    assert_eq!(r.to_response().unwrap().status, 201);
+}
+
+// ---- tokens: each server request ends once, with its token ----
+
+#[test]
+fn each_server_request_ends_once_with_its_token() {
+    let now = Instant::now();
+    let mut s: ServerSession<String, u32> =
+        ServerSession::new(Config::default(), now, SeededRandom::new(1));
+    s.handle_frame(now, Inbound::Text("{}".into()));
+    let _body = s.poll_event();
+    let send = |s: &mut ServerSession<String, u32>, token, timeout| {
+        s.send_server_request(now, "GET", &Headers::new(), None, timeout, token)
+            .unwrap()
+    };
+    let answered = send(&mut s, 1, None);
+    let timed_out = send(&mut s, 2, Some(Duration::from_secs(1)));
+    let _cut = send(&mut s, 3, None);
+    s.handle_frame(
+        now,
+        Inbound::Text(format!(r#"{{"id":"{answered}","status":204}}"#)),
+    );
+    s.handle_timeout(now + Duration::from_secs(1));
+    s.handle_transport_lost(now + Duration::from_secs(1));
+    let ends: Vec<(u32, &str)> = std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            ServerEvent::ServerRequestEnded { id, token, outcome } => {
+                assert!(token != 2 || id == timed_out);
+                Some((
+                    token,
+                    match outcome {
+                        Outcome::Answered(_) => "answered",
+                        Outcome::TimedOut => "timed out",
+                        Outcome::SessionEnded => "session ended",
+                    },
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [(1, "answered"), (2, "timed out"), (3, "session ended")]
+    );
+}
+
+// ---- the engine owns every limit, outbound too ----
+
+fn small_frames() -> Srv {
+    let mut config = Config::default();
+    config.max_frame_size = 200;
+    streaming_with(config)
+}
+
+#[test]
+fn chunk_over_the_frame_limit_is_refused_and_handed_back() {
+    let mut t = small_frames();
+    let chunk = RawValue::from_string(format!(r#""{}""#, "x".repeat(199))).unwrap();
+    let Err(refused) = t.s.send_chunk(chunk, ["agc-2"]) else {
+        panic!("a chunk over the limit was taken")
+    };
+    assert!(matches!(refused.error, Error::TooLarge));
+    assert_eq!(refused.value.get().len(), 201);
+    let at_limit = RawValue::from_string(format!(r#""{}""#, "x".repeat(198))).unwrap();
+    t.s.send_chunk(at_limit, ["agc-2"]).unwrap();
+    assert_eq!(t.out().len(), 1);
+    assert!(!t.s.has_emitted("agc-3"));
+    assert!(matches!(
+        t.s.send_chunk_value(&"y".repeat(199), ["agc-3"]),
+        Err(Error::TooLarge)
+    ));
+    assert!(!t.s.has_emitted("agc-3"), "a refused chunk changes nothing");
+}
+
+#[test]
+fn server_request_over_the_frame_limit_is_refused_with_its_token() {
+    let now = Instant::now();
+    let mut config = Config::default();
+    config.max_frame_size = 200;
+    let mut s: ServerSession<String, &str> = ServerSession::new(config, now, SeededRandom::new(1));
+    s.handle_frame(now, Inbound::Text("{}".into()));
+    let _body = s.poll_event();
+    let body = RawValue::from_string(format!(r#""{}""#, "x".repeat(200))).unwrap();
+    let refused = s
+        .send_server_request(now, "POST", &Headers::new(), Some(&body), None, "mine")
+        .unwrap_err();
+    assert!(matches!(refused.error, Error::TooLarge));
+    assert_eq!(refused.value, "mine");
+    assert_eq!(s.server_requests_pending(), 0);
+    assert_eq!(s.poll_transmit(), None);
+}
+
+#[test]
+fn reply_over_the_frame_limit_is_refused_and_the_request_stays_pending() {
+    let mut t = small_frames();
+    t.accepted("c-1");
+    let long = RequestError::new(500, "m".repeat(200));
+    assert!(matches!(
+        t.s.respond(t.now, "c-1", Err(long)),
+        Err(Error::TooLarge)
+    ));
+    assert_eq!(t.s.client_requests_in_flight(), 1);
+    t.s.respond(t.now, "c-1", Ok(())).unwrap();
+    assert_eq!(t.out(), [r#"{"type":"ok","id":"c-1"}"#]);
+}
+
+#[test]
+fn error_frame_over_the_frame_limit_is_refused_and_the_stream_goes_on() {
+    let mut t = small_frames();
+    let long = ResponseError::new(500, &"m".repeat(200));
+    assert!(matches!(t.s.fail(t.now, &long), Err(Error::TooLarge)));
+    assert_eq!(t.s.phase(), Phase::Streaming);
+    t.s.fail(t.now, &ResponseError::new(500, "short")).unwrap();
+    assert_eq!(
+        t.out(),
+        [r#"{"code":500,"message":"short"}"#, "Close(1011)"]
     );
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use wirestream_proto::classify::{ClientFrame, ServerFrame, classify_client, classify_server};
 use wirestream_proto::{
-    ClientRequest, ClientRequestKind, ClientResponse, Config, Headers, Inbound, Json,
+    ClientRequest, ClientRequestKind, ClientResponse, Config, Engine, Headers, Inbound, Json,
     ResponseError, SeededRandom, ServerEvent, ServerRequest, ServerResponse, ServerSession,
     Transmit,
 };
@@ -181,7 +181,7 @@ fn server_session_emits_the_sdk_frames() {
         messages: Vec<serde_json::Value>,
     }
     let now = Instant::now();
-    let texts = |s: &mut ServerSession| -> Vec<String> {
+    let texts = |s: &mut ServerSession<&str>| -> Vec<String> {
         std::iter::from_fn(|| s.poll_transmit())
             .filter_map(|t| match t {
                 Transmit::Text(t) => Some(t),
@@ -190,20 +190,23 @@ fn server_session_emits_the_sdk_frames() {
             .collect()
     };
 
-    let mut s = ServerSession::new(Config::default(), now, SeededRandom::new(0));
+    let mut s: ServerSession<&str> =
+        ServerSession::new(Config::default(), now, SeededRandom::new(0));
     s.handle_frame(now, Inbound::Binary);
     assert_eq!(texts(&mut s), [frame("response_error")]);
 
-    let mut s = ServerSession::new(Config::default(), now, SeededRandom::new(0));
+    let mut s: ServerSession<&str> =
+        ServerSession::new(Config::default(), now, SeededRandom::new(0));
     s.handle_frame(now, Inbound::Text("{}"));
     let Some(ServerEvent::Body(body)) = s.poll_event() else {
         panic!()
     };
-    s.reject_body(now, serde_json::from_str::<Body>(&body).unwrap_err())
+    s.reject_body(now, serde_json::from_str::<Body>(body).unwrap_err())
         .unwrap();
     assert_eq!(texts(&mut s), [frame("body_error_example")]);
 
-    let mut s = ServerSession::new(Config::default(), now, SeededRandom::new(0));
+    let mut s: ServerSession<&str> =
+        ServerSession::new(Config::default(), now, SeededRandom::new(0));
     s.handle_frame(now, Inbound::Text(r#"{"messages":[]}"#));
     assert!(matches!(s.poll_event(), Some(ServerEvent::Body(_))));
     let ids: Vec<String> =
@@ -220,7 +223,8 @@ fn server_session_emits_the_sdk_frames() {
     assert_eq!(sent, [frame("agent_completion_chunk.minimal")]);
     assert_eq!(classify_client(&sent[0]), ClientFrame::Chunk);
 
-    s.handle_frame(now, Inbound::Text(&frame("client_request.notify_text")));
+    let notify = frame("client_request.notify_text");
+    s.handle_frame(now, Inbound::Text(notify.as_str()));
     assert!(matches!(s.poll_event(), Some(ServerEvent::Request(_))));
     s.respond(now, "c-1", Ok(())).unwrap();
     assert_eq!(texts(&mut s), [frame("client_response.ok")]);

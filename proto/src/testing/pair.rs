@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::client::{ClientEvent, ClientSession};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::frame::{CloseCode, Inbound, Transmit};
 use crate::ids::SeededRandom;
 use crate::server::{ServerEvent, ServerSession};
@@ -106,8 +107,13 @@ impl Pair {
     pub fn with_configs(client: Config, server: Config, body: &str) -> Self {
         let now = Instant::now();
         let body = RawValue::from_string(body.to_owned()).unwrap_or_default();
+        let client = match ClientSession::new(client, body, SeededRandom::new(1)) {
+            Ok(client) => client,
+            #[allow(clippy::panic)]
+            Err(refused) => panic!("the pair's body: {refused}"),
+        };
         Self {
-            client: ClientSession::new(client, body, SeededRandom::new(1)),
+            client,
             server: ServerSession::new(server, now, SeededRandom::new(2)),
             now,
             client_events: VecDeque::new(),
@@ -121,15 +127,24 @@ impl Pair {
     /// Moves what each side queued onto the wire, then delivers what each
     /// side can take, and collects events. Returns whether anything moved.
     pub fn step(&mut self) -> bool {
-        let mut moved = false;
-        while let Some(t) = self.client.poll_transmit() {
-            moved |= self.send(Side::Client, t);
-        }
-        while let Some(t) = self.server.poll_transmit() {
-            moved |= self.send(Side::Server, t);
-        }
-        moved |= self.deliver(Side::Server);
-        moved |= self.deliver(Side::Client);
+        let (now, t) = (self.now, &mut self.transcript);
+        let (to_server, to_client) = (&mut self.to_server, &mut self.to_client);
+        let mut moved = transmit(&mut self.client, Side::Client, to_server, t);
+        moved |= transmit(&mut self.server, Side::Server, to_client, t);
+        moved |= deliver(
+            &mut self.server,
+            Side::Server,
+            now,
+            (to_server, to_client),
+            t,
+        );
+        moved |= deliver(
+            &mut self.client,
+            Side::Client,
+            now,
+            (to_client, to_server),
+            t,
+        );
         moved |= self.drop_closed_connection();
         self.collect();
         moved
@@ -262,73 +277,6 @@ impl Pair {
         self.client_events.drain(..).collect()
     }
 
-    fn send(&mut self, from: Side, t: Transmit) -> bool {
-        let frame = match t {
-            Transmit::Text(t) => WireFrame::Text(t),
-            Transmit::Close(c) => WireFrame::Close(c),
-        };
-        let pipe = match from {
-            Side::Client => &mut self.to_server,
-            Side::Server => &mut self.to_client,
-        };
-        if pipe.closed {
-            return false;
-        }
-        self.transcript.push(Crossed {
-            from,
-            frame: match &frame {
-                WireFrame::Text(t) => t.clone(),
-                WireFrame::Close(c) => format!("Close({c})"),
-            },
-        });
-        pipe.send(frame);
-        true
-    }
-
-    fn deliver(&mut self, to: Side) -> bool {
-        let mut moved = false;
-        loop {
-            let wants = match to {
-                Side::Client => self.client.wants_input(),
-                Side::Server => self.server.wants_input(),
-            };
-            let pipe = match to {
-                Side::Client => &mut self.to_client,
-                Side::Server => &mut self.to_server,
-            };
-            if !wants {
-                return moved;
-            }
-            let Some(frame) = pipe.frames.pop_front() else {
-                return moved;
-            };
-            moved = true;
-            let now = self.now;
-            let inbound = match &frame {
-                WireFrame::Text(t) => Inbound::Text(t),
-                WireFrame::Close(c) => Inbound::Close(Some(*c)),
-            };
-            match to {
-                Side::Client => self.client.handle_frame(now, inbound),
-                Side::Server => self.server.handle_frame(now, inbound),
-            }
-            if let WireFrame::Close(c) = frame {
-                // The WebSocket layer echoes a close it did not start.
-                let back = match to {
-                    Side::Client => &mut self.to_server,
-                    Side::Server => &mut self.to_client,
-                };
-                if !back.closed {
-                    self.transcript.push(Crossed {
-                        from: to,
-                        frame: format!("Close({c})"),
-                    });
-                    back.send(WireFrame::Close(c));
-                }
-            }
-        }
-    }
-
     fn collect(&mut self) {
         while let Some(e) = self.client.poll_event() {
             self.client_events.push_back(e);
@@ -337,4 +285,60 @@ impl Pair {
             self.server_events.push_back(e);
         }
     }
+}
+
+/// Moves what `engine` queued onto its outgoing pipe; whether any moved.
+fn transmit<E: Engine>(engine: &mut E, from: Side, out: &mut Pipe, t: &mut Vec<Crossed>) -> bool {
+    let mut moved = false;
+    while let Some(frame) = engine.poll_transmit() {
+        if out.closed {
+            continue;
+        }
+        let frame = match frame {
+            Transmit::Text(text) => WireFrame::Text(text),
+            Transmit::Close(code) => WireFrame::Close(code),
+        };
+        t.push(Crossed {
+            from,
+            frame: match &frame {
+                WireFrame::Text(text) => text.clone(),
+                WireFrame::Close(code) => format!("Close({code})"),
+            },
+        });
+        out.send(frame);
+        moved = true;
+    }
+    moved
+}
+
+/// Delivers to `engine` what its incoming pipe holds, while it wants input;
+/// echoes a close frame on the way back, as the WebSocket layer does.
+fn deliver<E: Engine<Text = String>>(
+    engine: &mut E,
+    to: Side,
+    now: Instant,
+    (incoming, back): (&mut Pipe, &mut Pipe),
+    t: &mut Vec<Crossed>,
+) -> bool {
+    let mut moved = false;
+    while engine.wants_input() {
+        let Some(frame) = incoming.frames.pop_front() else {
+            break;
+        };
+        moved = true;
+        match frame {
+            WireFrame::Text(text) => engine.handle_frame(now, Inbound::Text(text)),
+            WireFrame::Close(code) => {
+                engine.handle_frame(now, Inbound::Close(Some(code)));
+                if !back.closed {
+                    t.push(Crossed {
+                        from: to,
+                        frame: format!("Close({code})"),
+                    });
+                    back.send(WireFrame::Close(code));
+                }
+            }
+        }
+    }
+    moved
 }

@@ -1,15 +1,18 @@
 //! Request bookkeeping as plain data (in the style of lsp-server's
-//! `req_queue`): ids in flight, their deadlines, arrival order. Every request
-//! leaves exactly once: removed by its answer, expired, or drained at the end.
+//! `req_queue`): each role has one table of the requests it received
+//! ([`Incoming`]) and one of the requests it sent ([`Outgoing`]). Every
+//! request leaves its table exactly once: removed by its answer, expired, or
+//! drained at the end.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::RandomState;
 use std::time::Instant;
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
-use crate::ids::{RandomSource, mint_id};
+use crate::error::{Error, Outcome};
+use crate::ids::{RandomSource, fresh, mint_id};
 
 #[derive(Debug)]
 struct Slot<V> {
@@ -49,16 +52,13 @@ impl<V> Pending<V> {
         self.slots.contains_key(id)
     }
 
+    pub(crate) fn get(&self, id: &str) -> Option<&V> {
+        self.slots.get(id).map(|slot| &slot.value)
+    }
+
     /// A fresh id (see [`mint_id`]) that is not in flight.
     pub(crate) fn fresh_id(&self, rng: &mut dyn RandomSource) -> String {
-        let mut id = mint_id(rng);
-        let mut n = 0u64;
-        while self.contains(&id) {
-            // Only a degenerate RandomSource repeats 122 random bits.
-            id = format!("{}-{n}", mint_id(rng));
-            n += 1;
-        }
-        id
+        fresh(rng, mint_id, |id| self.contains(id))
     }
 
     /// Adds a request; `false` (and nothing changes) if `id` is in flight.
@@ -138,6 +138,151 @@ impl<V> Pending<V> {
         let mut all: Vec<_> = self.slots.drain().collect();
         all.sort_unstable_by_key(|(_, slot)| slot.seq);
         all.into_iter().map(|(id, slot)| (id, slot.value)).collect()
+    }
+}
+
+/// The requests a role received and has not answered yet, each with the
+/// role's value (the server keeps a notify's `response_id`). The peer picks
+/// the ids: a repeat is refused, and the cap is checked as it arrives.
+#[derive(Debug)]
+pub(crate) struct Incoming<V> {
+    pending: Pending<V>,
+    cap: usize,
+}
+
+/// Why [`Incoming::admit`] refused a request.
+pub(crate) enum Admission<E> {
+    /// The id is already in flight.
+    Duplicate,
+    /// The table is at its cap.
+    Full,
+    /// The role's own check refused it.
+    Refused(E),
+}
+
+impl<V> Incoming<V> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            pending: Pending::new(),
+            cap,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Takes a request in, hashing `id` once: refused if `id` is in flight,
+    /// if `check` refuses it, or (checked last) past the cap.
+    pub(crate) fn admit<E>(
+        &mut self,
+        id: &str,
+        check: impl FnOnce() -> Result<V, E>,
+    ) -> Result<(), Admission<E>> {
+        let cap = self.cap;
+        match self.pending.try_insert(id, None, |in_flight| {
+            let value = check().map_err(Admission::Refused)?;
+            if in_flight >= cap {
+                Err(Admission::Full)
+            } else {
+                Ok(value)
+            }
+        }) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Admission::Duplicate),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The value of the request `id`, if it is waiting for an answer.
+    pub(crate) fn get(&self, id: &str) -> Option<&V> {
+        self.pending.get(id)
+    }
+
+    /// Ends a request by its answer.
+    pub(crate) fn answer(&mut self, id: &str) -> Option<V> {
+        self.pending.remove(id)
+    }
+
+    /// Ends every request, in arrival order.
+    pub(crate) fn drain(&mut self) -> Vec<(String, V)> {
+        self.pending.drain()
+    }
+}
+
+/// The requests a role sent and that have not ended, each with the
+/// application's token: the table mints their ids, holds the cap and the
+/// deadlines, and ends each exactly once as an event carrying the token.
+#[derive(Debug)]
+pub(crate) struct Outgoing<K> {
+    pending: Pending<K>,
+    cap: usize,
+}
+
+impl<K> Outgoing<K> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            pending: Pending::new(),
+            cap,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(crate) fn has_room(&self) -> Result<(), Error> {
+        if self.pending.len() >= self.cap {
+            Err(Error::TooManyRequests)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn fresh_id(&self, rng: &mut dyn RandomSource) -> String {
+        self.pending.fresh_id(rng)
+    }
+
+    pub(crate) fn insert(&mut self, id: &str, deadline: Option<Instant>, token: K) {
+        self.pending.insert(id, deadline, token);
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.pending.next_deadline()
+    }
+
+    /// Ends the request `id` (its answer arrived): its owned id and token,
+    /// or `None` if no such request is pending (the answer is then the
+    /// caller's to count and drop).
+    pub(crate) fn take(&mut self, id: &str) -> Option<(String, K)> {
+        self.pending.remove_entry(id)
+    }
+
+    /// Ends every request whose deadline has come, earliest first.
+    pub(crate) fn expire<E, R>(
+        &mut self,
+        now: Instant,
+        events: &mut VecDeque<E>,
+        ended: impl Fn(String, K, Outcome<R>) -> E,
+    ) {
+        for (id, token) in self.pending.expire(now) {
+            events.push_back(ended(id, token, Outcome::TimedOut));
+        }
+    }
+
+    /// Ends every request with the session, in the order they were sent.
+    pub(crate) fn end_all<E, R>(
+        &mut self,
+        events: &mut VecDeque<E>,
+        ended: impl Fn(String, K, Outcome<R>) -> E,
+    ) {
+        for (id, token) in self.pending.drain() {
+            events.push_back(ended(id, token, Outcome::SessionEnded));
+        }
     }
 }
 
