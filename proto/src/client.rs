@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::classify::{ClientFrame, classify_client};
 use crate::config::Config;
-use crate::core::{Core, Phase, RoleEvent};
+use crate::core::{Core, Liveness, Phase, RoleEvent};
 use crate::engine::Engine;
 use crate::error::{Error, Outcome, Refused, RequestError};
 use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
@@ -98,16 +98,17 @@ impl<T: AsRef<str>, K> std::fmt::Debug for ClientSession<T, K> {
 }
 
 impl<T: AsRef<str>, K> ClientSession<T, K> {
-    /// A session whose WebSocket handshake completed: `body` (the endpoint's
-    /// `*CreateParams`) is queued as the first frame. Notify ids are minted
-    /// from `rng`. A body over [`Config::max_frame_size`] is refused
-    /// ([`Error::TooLarge`]) and handed back.
+    /// A session whose WebSocket handshake completed at `now`: `body` (the
+    /// endpoint's `*CreateParams`) is queued as the first frame. Notify ids
+    /// are minted from `rng`. A body over [`Config::max_frame_size`] is
+    /// refused ([`Error::TooLarge`]) and handed back.
     pub fn new(
         config: Config,
+        now: Instant,
         body: Box<RawValue>,
         rng: impl RandomSource + 'static,
     ) -> Result<Self, Refused<Box<RawValue>>> {
-        let mut core = Core::new(config, Box::new(rng));
+        let mut core = Core::new(config, now, Box::new(rng));
         if let Err(error) = core.fits(body.get().len()) {
             return Err(Refused { error, value: body });
         }
@@ -123,11 +124,12 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
     /// As [`new`](Self::new), serializing `body` once.
     pub fn with_body<B: Serialize + ?Sized>(
         config: Config,
+        now: Instant,
         body: &B,
         rng: impl RandomSource + 'static,
     ) -> Result<Self, Error> {
         let body = serde_json::value::to_raw_value(body)?;
-        Self::new(config, body, rng).map_err(|refused| refused.error)
+        Self::new(config, now, body, rng).map_err(|refused| refused.error)
     }
 
     // ---- getters ----
@@ -197,7 +199,7 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
     /// pending).
     pub fn respond(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: &str,
         status: u16,
         headers: &Headers<'_>,
@@ -211,6 +213,7 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
         self.core.fits(frame.len())?;
         self.received.answer(id);
         self.core.push(frame);
+        self.core.note(now);
         Ok(())
     }
 
@@ -287,6 +290,13 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
         self.core.peer_gone(reason);
     }
 
+    /// The peer is given up on (silent, or not reading): as if the
+    /// transport were lost.
+    fn give_up(&mut self, reason: EndReason) {
+        self.end_requests();
+        self.core.give_up(reason);
+    }
+
     /// Every notify in flight ends with the session, and server requests can
     /// no longer be answered.
     fn end_requests(&mut self) {
@@ -312,6 +322,7 @@ impl<T: AsRef<str>, K> Engine for ClientSession<T, K> {
     type Event = ClientEvent<T, K>;
 
     fn handle_frame(&mut self, now: Instant, frame: Inbound<T>) {
+        self.core.inbound(now);
         if self.core.absorb(&frame) {
             return;
         }
@@ -325,10 +336,14 @@ impl<T: AsRef<str>, K> Engine for ClientSession<T, K> {
             }
             Inbound::Text(t) => self.on_text(t),
         }
+        self.core.note(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.sent.expire(now, &mut self.core.events, ended);
+        if let Some(Liveness::Lost(reason)) = self.core.handle_liveness(now) {
+            self.give_up(reason);
+        }
         self.core.handle_timeout(now);
     }
 
@@ -350,7 +365,10 @@ impl<T: AsRef<str>, K> Engine for ClientSession<T, K> {
 
     fn poll_timeout(&self) -> Option<Instant> {
         if self.core.is_open() {
-            self.sent.next_deadline()
+            [self.sent.next_deadline(), self.core.liveness_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
         } else {
             self.core.close_deadline()
         }

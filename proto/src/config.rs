@@ -59,6 +59,26 @@ pub struct Config {
     pub max_queued_frames: usize,
     /// Outbound bytes queued at once (default 1 MiB); as `max_queued_frames`.
     pub max_queued_bytes: usize,
+    /// Keepalive: a WebSocket ping goes out after this long without any
+    /// inbound frame, and again every interval while the peer stays silent
+    /// (default 30 s; `None` turns it off). A healthy peer's automatic
+    /// pong keeps the session alive (see `liveness_timeout`), and proxies
+    /// see traffic.
+    pub ping_interval: Option<Duration>,
+    /// A peer that sends no frame of any kind for this long is dead
+    /// (default 45 s; `None` turns it off; any frame counts, not only
+    /// pongs, so a busy peer is never declared dead). The session ends as
+    /// if the transport were lost, its requests with it, reported as
+    /// [`EndReason::PeerSilent`](crate::EndReason::PeerSilent); a best-effort
+    /// `Close(1008)` is the last frame, and the connection is dropped
+    /// without waiting for the close handshake.
+    pub liveness_timeout: Option<Duration>,
+    /// An outbound queue that stays full this long means a peer that reads
+    /// nothing (default 30 s; `None` turns it off): the session ends as if
+    /// the transport were lost, reported as
+    /// [`EndReason::WriteStalled`](crate::EndReason::WriteStalled), its
+    /// queue freed; commands then fail with [`Error::Closed`](crate::Error::Closed).
+    pub write_stall_timeout: Option<Duration>,
     /// Server: agent-completion ids remembered for notify routing
     /// (default 1024); the oldest are forgotten first (counted in
     /// [`Stats::forgotten_ids`](crate::Stats::forgotten_ids)).
@@ -78,6 +98,9 @@ impl Default for Config {
             max_queued_frames: 64,
             max_queued_bytes: 1 << 20,
             max_emitted_ids: 1024,
+            ping_interval: Some(Duration::from_secs(30)),
+            liveness_timeout: Some(Duration::from_secs(45)),
+            write_stall_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -85,12 +108,25 @@ impl Default for Config {
 impl Config {
     /// This config with every count raised to at least 1, so that a session
     /// can always queue a frame and track a request, and a zero
-    /// `close_timeout` raised to 1 ns: a session that closes while handling
+    /// `close_timeout` (or keepalive, liveness or write-stall time) raised
+    /// to 1 ns: a session that closes while handling
     /// a timeout (body or drain timeout) then has its next deadline strictly
     /// after `now`, so a driver sends the close frame before that deadline
     /// ends the session, and never spins. Sessions apply it on construction.
     pub fn normalized(mut self) -> Self {
-        self.close_timeout = self.close_timeout.max(Duration::from_nanos(1));
+        let one = Duration::from_nanos(1);
+        self.close_timeout = self.close_timeout.max(one);
+        // A zero interval would leave each deadline at `now` once handled.
+        for d in [
+            &mut self.ping_interval,
+            &mut self.liveness_timeout,
+            &mut self.write_stall_timeout,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *d = (*d).max(one);
+        }
         for n in [
             &mut self.max_frame_size,
             &mut self.max_client_requests,

@@ -50,6 +50,16 @@ pub(crate) trait RoleEvent {
     fn writable() -> Self;
 }
 
+/// What the liveness clock asks of a role when its deadline comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// The keepalive ping went out; nothing else to do.
+    Pinged,
+    /// The peer fell silent, or stopped reading: end the session with this
+    /// reason, as if the transport were lost.
+    Lost(EndReason),
+}
+
 /// The state both roles share.
 pub(crate) struct Core<E> {
     pub(crate) config: Config,
@@ -58,10 +68,17 @@ pub(crate) struct Core<E> {
     pub(crate) events: VecDeque<E>,
     pub(crate) stats: Stats,
     pub(crate) rng: Box<dyn RandomSource>,
+    /// When the last inbound frame (of any kind) arrived, or the session
+    /// began.
+    last_inbound: Instant,
+    /// When the last keepalive ping went out.
+    last_ping: Option<Instant>,
+    /// Since when the outbound queue has been full, as last seen.
+    full_since: Option<Instant>,
 }
 
 impl<E: RoleEvent> Core<E> {
-    pub(crate) fn new(config: Config, rng: Box<dyn RandomSource>) -> Self {
+    pub(crate) fn new(config: Config, now: Instant, rng: Box<dyn RandomSource>) -> Self {
         let config = config.normalized();
         Self {
             out: Outbound::new(config.max_queued_frames, config.max_queued_bytes),
@@ -70,7 +87,95 @@ impl<E: RoleEvent> Core<E> {
             stats: Stats::default(),
             rng,
             config,
+            last_inbound: now,
+            last_ping: None,
+            full_since: None,
         }
+    }
+
+    /// A frame arrived at `now`: the peer is alive.
+    pub(crate) fn inbound(&mut self, now: Instant) {
+        self.last_inbound = self.last_inbound.max(now);
+    }
+
+    /// Notes at `now` whether the outbound queue is full, which starts (or
+    /// stops) the write-stall clock. Every entry point that has `now` calls
+    /// it once it has changed the queue.
+    pub(crate) fn note(&mut self, now: Instant) {
+        if self.out.is_full() {
+            self.full_since.get_or_insert(now);
+        } else {
+            self.full_since = None;
+        }
+    }
+
+    fn ping_deadline(&self) -> Option<Instant> {
+        let interval = self.config.ping_interval?;
+        let since = self
+            .last_ping
+            .map_or(self.last_inbound, |p| p.max(self.last_inbound));
+        since.checked_add(interval)
+    }
+
+    fn silent_deadline(&self) -> Option<Instant> {
+        self.last_inbound.checked_add(self.config.liveness_timeout?)
+    }
+
+    fn stall_deadline(&self) -> Option<Instant> {
+        self.full_since?
+            .checked_add(self.config.write_stall_timeout?)
+    }
+
+    /// The earliest deadline of the keepalive, the liveness and the write
+    /// stall; only while open.
+    pub(crate) fn liveness_deadline(&self) -> Option<Instant> {
+        if !self.is_open() {
+            return None;
+        }
+        [
+            self.ping_deadline(),
+            self.silent_deadline(),
+            self.stall_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs the liveness clock at `now`: a peer silent too long or a queue
+    /// full too long is lost (the role ends the session); otherwise a
+    /// keepalive ping goes out when due.
+    pub(crate) fn handle_liveness(&mut self, now: Instant) -> Option<Liveness> {
+        if !self.is_open() {
+            return None;
+        }
+        let due = |d: Option<Instant>| d.is_some_and(|d| now >= d);
+        if due(self.silent_deadline()) {
+            return Some(Liveness::Lost(EndReason::PeerSilent));
+        }
+        if due(self.stall_deadline()) && self.out.is_full() {
+            return Some(Liveness::Lost(EndReason::WriteStalled));
+        }
+        if due(self.ping_deadline()) {
+            self.last_ping = Some(now);
+            self.out.push(Transmit::Ping);
+            return Some(Liveness::Pinged);
+        }
+        None
+    }
+
+    /// Ends the session as if the transport were lost, at this side's
+    /// initiative: everything queued is dropped, a silent peer gets a
+    /// best-effort `Close(1008)` as the last frame, and the connection can
+    /// be dropped at once (no close handshake is waited for).
+    pub(crate) fn give_up(&mut self, reason: EndReason) {
+        self.handshake = Handshake::Closed;
+        match reason {
+            EndReason::PeerSilent => self.out.shut_with(Transmit::Close(CloseCode::POLICY)),
+            _ => self.out.shut(),
+        }
+        self.full_since = None;
+        self.events.push_back(E::end(reason));
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -188,6 +293,9 @@ impl<E: RoleEvent> Core<E> {
     /// made room after a refused command and `writable` allows it.
     pub(crate) fn pop(&mut self, writable: bool) -> Option<Transmit> {
         let (frame, unblocked) = self.out.pop();
+        if !self.out.is_full() {
+            self.full_since = None;
+        }
         if unblocked && writable && self.is_open() {
             self.events.push_back(E::writable());
         }
@@ -207,11 +315,12 @@ impl<E: RoleEvent> Core<E> {
         build: impl FnOnce(&str) -> String,
     ) -> Result<String, Refused<K>> {
         let refuse = |error, value| Err(Refused { error, value });
-        if let Err(error) = self
+        let admitted = self
             .ensure_open()
             .and_then(|()| table.has_room())
-            .and_then(|()| self.admit())
-        {
+            .and_then(|()| self.admit());
+        if let Err(error) = admitted {
+            self.note(now);
             return refuse(error, token);
         }
         let id = table.fresh_id(&mut *self.rng);
@@ -222,6 +331,7 @@ impl<E: RoleEvent> Core<E> {
         let deadline = now.checked_add(timeout.unwrap_or(self.config.request_timeout));
         table.insert(&id, deadline, token);
         self.push(text);
+        self.note(now);
         Ok(id)
     }
 }

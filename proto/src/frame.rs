@@ -17,7 +17,7 @@ impl CloseCode {
     pub const NO_STATUS: Self = Self(1005);
     /// 1006: never sent; how a transport that died without a close is reported.
     pub const ABNORMAL: Self = Self(1006);
-    /// 1008: the body did not arrive in time.
+    /// 1008: the body did not arrive in time, or the peer fell silent.
     pub const POLICY: Self = Self(1008);
     /// 1009: a frame was over the size limit.
     pub const TOO_BIG: Self = Self(1009);
@@ -59,6 +59,9 @@ pub enum Inbound<T = String> {
 pub enum Transmit {
     /// A text frame holding one JSON value.
     Text(String),
+    /// A keepalive ping (empty payload); the peer's WebSocket layer answers
+    /// it with a pong.
+    Ping,
     /// The close frame; nothing follows it.
     Close(CloseCode),
 }
@@ -68,7 +71,7 @@ impl Transmit {
     pub fn len(&self) -> usize {
         match self {
             Self::Text(t) => t.len(),
-            Self::Close(_) => 2,
+            Self::Ping | Self::Close(_) => 2,
         }
     }
 
@@ -81,7 +84,7 @@ impl Transmit {
     pub fn as_text(&self) -> Option<&str> {
         match self {
             Self::Text(t) => Some(t),
-            Self::Close(_) => None,
+            Self::Ping | Self::Close(_) => None,
         }
     }
 }
@@ -95,6 +98,15 @@ pub enum EndReason {
     Peer(Option<CloseCode>),
     /// The transport ended without a close frame (reported as 1006).
     TransportLost,
+    /// The peer sent nothing for [`Config::liveness_timeout`](crate::Config::liveness_timeout):
+    /// this side sent a best-effort `Close(1008)` and dropped the
+    /// connection (reported as 1008).
+    PeerSilent,
+    /// The outbound queue stayed full for
+    /// [`Config::write_stall_timeout`](crate::Config::write_stall_timeout):
+    /// the peer reads nothing, and the connection was dropped (reported as
+    /// 1006).
+    WriteStalled,
 }
 
 impl EndReason {
@@ -104,7 +116,8 @@ impl EndReason {
         match self {
             Self::Local(c) | Self::Peer(Some(c)) => c,
             Self::Peer(None) => CloseCode::NO_STATUS,
-            Self::TransportLost => CloseCode::ABNORMAL,
+            Self::TransportLost | Self::WriteStalled => CloseCode::ABNORMAL,
+            Self::PeerSilent => CloseCode::POLICY,
         }
     }
 }

@@ -17,7 +17,7 @@
 //! server.handle_frame(now, Inbound::Text(r#"{"messages":[]}"#.to_owned()));
 //! assert_eq!(server.poll_event(), Some(ServerEvent::Body(r#"{"messages":[]}"#.into())));
 //! let chunk = serde_json::json!({"id": "agc-1", "object": "agent.completion.chunk"});
-//! server.send_chunk_value(&chunk, ["agc-1"]).unwrap();
+//! server.send_chunk_value(now, &chunk, ["agc-1"]).unwrap();
 //! server.finish(now).unwrap();
 //! assert!(matches!(server.poll_transmit(), Some(Transmit::Text(_))));
 //! assert_eq!(server.poll_transmit(), Some(Transmit::Close(wirestream_proto::CloseCode::NORMAL)));

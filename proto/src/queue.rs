@@ -74,6 +74,14 @@ impl Outbound {
         (frame, unblocked)
     }
 
+    /// Drops everything queued but `last`, which becomes the last frame
+    /// ever (a best-effort close to a peer that is given up on).
+    pub(crate) fn shut_with(&mut self, last: Transmit) {
+        self.shut();
+        self.bytes = last.len();
+        self.frames.push_back(last);
+    }
+
     /// Drops everything queued and refuses anything further (the transport
     /// is gone, or the peer closed).
     pub(crate) fn shut(&mut self) {

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::classify::{ServerFrame, classify_server};
 use crate::config::Config;
-use crate::core::{Core, Phase, RoleEvent};
+use crate::core::{Core, Liveness, Phase, RoleEvent};
 use crate::emitted::EmittedIds;
 use crate::engine::Engine;
 use crate::error::{Error, Outcome, Refused, RequestError};
@@ -136,7 +136,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
     /// A session whose WebSocket handshake completed at `now`; the body
     /// timeout starts counting. Server request ids are minted from `rng`.
     pub fn new(config: Config, now: Instant, rng: impl RandomSource + 'static) -> Self {
-        let core = Core::new(config, Box::new(rng));
+        let core = Core::new(config, now, Box::new(rng));
         let config = &core.config;
         Self {
             state: State::AwaitingBody {
@@ -223,6 +223,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
     /// queue is full ([`Error::Full`]: wait for [`ServerEvent::Writable`]).
     pub fn send_chunk<I>(
         &mut self,
+        now: Instant,
         chunk: Box<RawValue>,
         ids: I,
     ) -> Result<(), Refused<Box<RawValue>>>
@@ -235,28 +236,32 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
             .and_then(|()| self.core.fits(chunk.get().len()))
             .and_then(|()| self.core.admit());
         if let Err(error) = checked {
+            self.core.note(now);
             return Err(Refused {
                 error,
                 value: chunk,
             });
         }
-        self.push_chunk(Box::<str>::from(chunk).into_string(), ids);
+        self.push_chunk(now, Box::<str>::from(chunk).into_string(), ids);
         Ok(())
     }
 
     /// Serializes `chunk` (once, into the frame) and queues it, as
     /// [`send_chunk`](Self::send_chunk).
-    pub fn send_chunk_value<C, I>(&mut self, chunk: &C, ids: I) -> Result<(), Error>
+    pub fn send_chunk_value<C, I>(&mut self, now: Instant, chunk: &C, ids: I) -> Result<(), Error>
     where
         C: Serialize + ?Sized,
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
         self.streaming()?;
-        self.core.admit()?;
+        if let Err(full) = self.core.admit() {
+            self.core.note(now);
+            return Err(full);
+        }
         let text = serde_json::to_string(chunk)?;
         self.core.fits(text.len())?;
-        self.push_chunk(text, ids);
+        self.push_chunk(now, text, ids);
         Ok(())
     }
 
@@ -335,6 +340,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
         self.core.fits(reply.len())?;
         self.received.answer(id);
         self.core.push(reply);
+        self.core.note(now);
         if matches!(self.state, State::Draining { .. }) && self.received.is_empty() {
             self.end(now, None, CloseCode::NORMAL);
         }
@@ -382,7 +388,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
         }
     }
 
-    fn push_chunk<I>(&mut self, text: String, ids: I)
+    fn push_chunk<I>(&mut self, now: Instant, text: String, ids: I)
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
@@ -392,6 +398,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
         }
         self.core.push(text);
         self.core.stats.chunks += 1;
+        self.core.note(now);
     }
 
     fn on_envelope(&mut self, frame: T) {
@@ -420,6 +427,32 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
                     .events
                     .push_back(ended(id, token, Outcome::Answered(response)));
             }
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, frame: Inbound<T>) {
+        let awaiting_body = matches!(self.state, State::AwaitingBody { .. });
+        match frame {
+            Inbound::Ping | Inbound::Pong => {}
+            Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
+            Inbound::Oversize => self.too_large(now, None),
+            Inbound::Text(t) if t.as_ref().len() > self.core.config.max_frame_size => {
+                self.too_large(now, Some(t.as_ref().len()));
+            }
+            Inbound::Binary if awaiting_body => self.end(
+                now,
+                Some(Frame::error(&ResponseError::new(
+                    400,
+                    "expected text body frame, got binary",
+                ))),
+                CloseCode::UNSUPPORTED,
+            ),
+            Inbound::Binary => self.core.stats.binary_frames += 1,
+            Inbound::Text(t) if awaiting_body => {
+                self.state = State::Streaming;
+                self.core.events.push_back(ServerEvent::Body(t));
+            }
+            Inbound::Text(t) => self.on_envelope(t),
         }
     }
 
@@ -498,9 +531,22 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
 
     /// The peer closed or vanished: nothing more can be delivered.
     fn peer_gone(&mut self, reason: EndReason) {
+        self.end_requests();
+        self.core.peer_gone(reason);
+    }
+
+    /// The peer is given up on (silent, or not reading): as if the
+    /// transport were lost.
+    fn give_up(&mut self, reason: EndReason) {
+        self.end_requests();
+        self.core.give_up(reason);
+    }
+
+    /// Nothing can be answered any more: client requests are forgotten,
+    /// server requests end with the session.
+    fn end_requests(&mut self) {
         self.received.drain();
         self.sent.end_all(&mut self.core.events, ended);
-        self.core.peer_gone(reason);
     }
 }
 
@@ -521,32 +567,12 @@ impl<T: AsRef<str>, K> Engine for ServerSession<T, K> {
     type Event = ServerEvent<T, K>;
 
     fn handle_frame(&mut self, now: Instant, frame: Inbound<T>) {
+        self.core.inbound(now);
         if self.core.absorb(&frame) {
             return;
         }
-        let awaiting_body = matches!(self.state, State::AwaitingBody { .. });
-        match frame {
-            Inbound::Ping | Inbound::Pong => {}
-            Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
-            Inbound::Oversize => self.too_large(now, None),
-            Inbound::Text(t) if t.as_ref().len() > self.core.config.max_frame_size => {
-                self.too_large(now, Some(t.as_ref().len()));
-            }
-            Inbound::Binary if awaiting_body => self.end(
-                now,
-                Some(Frame::error(&ResponseError::new(
-                    400,
-                    "expected text body frame, got binary",
-                ))),
-                CloseCode::UNSUPPORTED,
-            ),
-            Inbound::Binary => self.core.stats.binary_frames += 1,
-            Inbound::Text(t) if awaiting_body => {
-                self.state = State::Streaming;
-                self.core.events.push_back(ServerEvent::Body(t));
-            }
-            Inbound::Text(t) => self.on_envelope(t),
-        }
+        self.on_frame(now, frame);
+        self.core.note(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -569,6 +595,9 @@ impl<T: AsRef<str>, K> Engine for ServerSession<T, K> {
                 }
                 _ => {}
             }
+        }
+        if let Some(Liveness::Lost(reason)) = self.core.handle_liveness(now) {
+            self.give_up(reason);
         }
         self.core.handle_timeout(now);
     }
@@ -597,10 +626,14 @@ impl<T: AsRef<str>, K> Engine for ServerSession<T, K> {
             State::AwaitingBody { deadline } | State::Draining { deadline } => deadline,
             State::Streaming => None,
         };
-        match (phase, self.sent.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            phase,
+            self.sent.next_deadline(),
+            self.core.liveness_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn wants_input(&self) -> bool {

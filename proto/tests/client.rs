@@ -16,9 +16,10 @@ struct Cli {
 
 fn client_with(config: Config) -> Cli {
     let body = RawValue::from_string(r#"{"messages":[],"stream":true}"#.into()).unwrap();
+    let now = Instant::now();
     let mut t = Cli {
-        c: ClientSession::new(config, body, SeededRandom::new(9)).unwrap(),
-        now: Instant::now(),
+        c: ClientSession::new(config, now, body, SeededRandom::new(9)).unwrap(),
+        now,
     };
     assert_eq!(t.out(), [r#"{"messages":[],"stream":true}"#]);
     t
@@ -44,6 +45,7 @@ impl Cli {
         std::iter::from_fn(|| self.c.poll_transmit())
             .map(|t| match t {
                 Transmit::Text(t) => t,
+                Transmit::Ping => "Ping".to_owned(),
                 Transmit::Close(c) => format!("Close({c})"),
             })
             .collect()
@@ -73,8 +75,13 @@ fn notify_ended(id: &str, outcome: Outcome<Result<(), RequestError>>) -> ClientE
 #[test]
 fn body_is_the_first_frame() {
     let body = RawValue::from_string("{\"a\":1}".into()).unwrap();
-    let mut c: ClientSession =
-        ClientSession::new(Config::default(), body, SeededRandom::new(0)).unwrap();
+    let mut c: ClientSession = ClientSession::new(
+        Config::default(),
+        Instant::now(),
+        body,
+        SeededRandom::new(0),
+    )
+    .unwrap();
     c.notify(Instant::now(), "x", &raw("\"y\""), None, ())
         .map_err(|r| r.error)
         .unwrap();
@@ -202,7 +209,8 @@ fn notify_times_out_exactly_once() {
     t.advance(Duration::from_secs(3));
     t.text(&format!(r#"{{"type":"ok","id":"{id}"}}"#));
     assert_eq!(t.events(), [notify_ended(&id, Outcome::TimedOut)]);
-    assert_eq!(t.c.poll_timeout(), None);
+    // No notify is timed any more; only the keepalive is.
+    assert_eq!(t.c.poll_timeout(), Some(t.now + Duration::from_secs(30)));
 }
 
 #[test]
@@ -454,7 +462,7 @@ fn each_notify_ends_once_with_its_token() {
     let now = Instant::now();
     let body = raw("{}");
     let mut c: ClientSession<String, char> =
-        ClientSession::new(Config::default(), body, SeededRandom::new(3)).unwrap();
+        ClientSession::new(Config::default(), now, body, SeededRandom::new(3)).unwrap();
     let content = raw(r#""x""#);
     let a = c.notify(now, "agc-1", &content, None, 'a').unwrap();
     let _b = c
@@ -485,8 +493,13 @@ fn each_notify_ends_once_with_its_token() {
 fn body_over_the_frame_limit_is_refused_and_handed_back() {
     let mut config = Config::default();
     config.max_frame_size = 8;
-    let refused = ClientSession::<String>::new(config, raw(r#""123456789""#), SeededRandom::new(0))
-        .unwrap_err();
+    let refused = ClientSession::<String>::new(
+        config,
+        Instant::now(),
+        raw(r#""123456789""#),
+        SeededRandom::new(0),
+    )
+    .unwrap_err();
     assert!(matches!(refused.error, Error::TooLarge));
     assert_eq!(refused.value.get(), r#""123456789""#);
 }
@@ -496,7 +509,7 @@ fn notify_over_the_frame_limit_is_refused_with_its_token() {
     let mut config = Config::default();
     config.max_frame_size = 128;
     let mut c: ClientSession<String, u8> =
-        ClientSession::new(config, raw("{}"), SeededRandom::new(0)).unwrap();
+        ClientSession::new(config, Instant::now(), raw("{}"), SeededRandom::new(0)).unwrap();
     let content = raw(&format!(r#""{}""#, "x".repeat(128)));
     let refused = c
         .notify(Instant::now(), "agc-1", &content, None, 7)

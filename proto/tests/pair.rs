@@ -27,6 +27,7 @@ fn started_with(client: Config, server: Config) -> Pair {
     assert_eq!(p.take_server_events(), [ServerEvent::Body(BODY.into())]);
     p.server
         .send_chunk_value(
+            p.now,
             &serde_json::json!({"id": "agc-1", "object": "agent.completion.chunk"}),
             ["agc-1"],
         )
@@ -81,7 +82,11 @@ fn body_then_chunks_then_close_1000() {
     let mut p = started(Config::default());
     for n in 0..3 {
         p.server
-            .send_chunk_value(&serde_json::json!({ "id": "agc-1", "n": n }), ["agc-1"])
+            .send_chunk_value(
+                p.now,
+                &serde_json::json!({ "id": "agc-1", "n": n }),
+                ["agc-1"],
+            )
             .unwrap();
     }
     let now = p.now;

@@ -61,13 +61,14 @@ impl Srv {
     }
     fn chunk(&mut self, id: &str) {
         let chunk = serde_json::json!({"id": id, "object": "agent.completion.chunk"});
-        self.s.send_chunk_value(&chunk, [id]).unwrap();
+        self.s.send_chunk_value(self.now, &chunk, [id]).unwrap();
     }
     /// Everything queued for the wire, close frames as `Close(N)`.
     fn out(&mut self) -> Vec<String> {
         std::iter::from_fn(|| self.s.poll_transmit())
             .map(|t| match t {
                 Transmit::Text(t) => t,
+                Transmit::Ping => "Ping".to_owned(),
                 Transmit::Close(c) => format!("Close({c})"),
             })
             .collect()
@@ -264,7 +265,7 @@ fn chunks_go_out_in_order_then_close_1000_without_a_done_sentinel() {
     let mut t = server();
     t.text("{}");
     for i in 0..3 {
-        t.s.send_chunk_value(&serde_json::json!({ "n": i }), ["agc-1"])
+        t.s.send_chunk_value(t.now, &serde_json::json!({ "n": i }), ["agc-1"])
             .unwrap();
     }
     t.s.finish(t.now).unwrap();
@@ -285,7 +286,7 @@ fn raw_chunks_are_sent_verbatim() {
     let mut t = server();
     t.text("{}");
     let raw = RawValue::from_string(r#"{"id":"agc-7","x":[1, 2]}"#.to_owned()).unwrap();
-    t.s.send_chunk(raw, ["agc-7"]).unwrap();
+    t.s.send_chunk(t.now, raw, ["agc-7"]).unwrap();
     assert_eq!(t.out(), [r#"{"id":"agc-7","x":[1, 2]}"#]);
     assert!(t.s.has_emitted("agc-7"));
 }
@@ -293,7 +294,7 @@ fn raw_chunks_are_sent_verbatim() {
 #[test]
 fn chunks_before_the_body_are_refused() {
     let mut t = server();
-    let err = t.s.send_chunk_value(&1, ["x"]).unwrap_err();
+    let err = t.s.send_chunk_value(t.now, &1, ["x"]).unwrap_err();
     assert!(matches!(err, Error::AwaitingBody));
     assert!(t.out().is_empty());
 }
@@ -336,7 +337,7 @@ fn nothing_is_sent_after_the_close_frame() {
     t.frame(Inbound::Oversize);
     t.advance(Duration::from_secs(1));
     assert!(matches!(
-        t.s.send_chunk_value(&1, ["a"]),
+        t.s.send_chunk_value(t.now, &1, ["a"]),
         Err(Error::Closed)
     ));
     assert!(matches!(t.s.finish(t.now), Err(Error::Closed)));
@@ -871,14 +872,14 @@ fn full_queue_refuses_chunks_hands_them_back_and_reports_room() {
     t.chunk("agc-1");
     assert!(!t.s.wants_input(), "stop reading while the queue is full");
     let raw = RawValue::from_string("{\"n\":1}".into()).unwrap();
-    let refused = t.s.send_chunk(raw, ["agc-2"]).unwrap_err();
+    let refused = t.s.send_chunk(t.now, raw, ["agc-2"]).unwrap_err();
     assert!(matches!(refused.error, Error::Full));
     assert_eq!(refused.value.get(), "{\"n\":1}");
     assert!(!t.s.has_emitted("agc-2"), "a refused chunk changes nothing");
     assert!(t.s.poll_transmit().is_some());
     assert_eq!(t.events(), [ServerEvent::Writable]);
     assert!(t.s.wants_input());
-    t.s.send_chunk(refused.value, ["agc-2"]).unwrap();
+    t.s.send_chunk(t.now, refused.value, ["agc-2"]).unwrap();
     assert_eq!(t.out().len(), 2);
     assert!(t.events().is_empty(), "room is reported once per refusal");
 }
@@ -889,10 +890,10 @@ fn byte_limit_of_the_queue_is_enforced() {
     config.max_queued_bytes = 100;
     let mut t = streaming_with(config);
     let big = "x".repeat(99);
-    t.s.send_chunk_value(&big, ["a"]).unwrap();
+    t.s.send_chunk_value(t.now, &big, ["a"]).unwrap();
     assert_eq!(t.s.queued_bytes(), 101);
     assert!(matches!(
-        t.s.send_chunk_value(&"y", ["a"]),
+        t.s.send_chunk_value(t.now, &"y", ["a"]),
         Err(Error::Full)
     ));
     assert!(matches!(
@@ -960,6 +961,8 @@ fn early_and_repeated_timeouts_do_nothing() {
 fn deadlines_past_the_end_of_time_never_fire() {
     let mut config = Config::default();
     config.body_timeout = Duration::MAX;
+    config.ping_interval = Some(Duration::MAX);
+    config.liveness_timeout = Some(Duration::MAX);
     let t = server_with(config);
     assert_eq!(t.s.poll_timeout(), None);
 }
@@ -1205,17 +1208,17 @@ fn small_frames() -> Srv {
 fn chunk_over_the_frame_limit_is_refused_and_handed_back() {
     let mut t = small_frames();
     let chunk = RawValue::from_string(format!(r#""{}""#, "x".repeat(199))).unwrap();
-    let Err(refused) = t.s.send_chunk(chunk, ["agc-2"]) else {
+    let Err(refused) = t.s.send_chunk(t.now, chunk, ["agc-2"]) else {
         panic!("a chunk over the limit was taken")
     };
     assert!(matches!(refused.error, Error::TooLarge));
     assert_eq!(refused.value.get().len(), 201);
     let at_limit = RawValue::from_string(format!(r#""{}""#, "x".repeat(198))).unwrap();
-    t.s.send_chunk(at_limit, ["agc-2"]).unwrap();
+    t.s.send_chunk(t.now, at_limit, ["agc-2"]).unwrap();
     assert_eq!(t.out().len(), 1);
     assert!(!t.s.has_emitted("agc-3"));
     assert!(matches!(
-        t.s.send_chunk_value(&"y".repeat(199), ["agc-3"]),
+        t.s.send_chunk_value(t.now, &"y".repeat(199), ["agc-3"]),
         Err(Error::TooLarge)
     ));
     assert!(!t.s.has_emitted("agc-3"), "a refused chunk changes nothing");

@@ -185,7 +185,7 @@ fn server_session_emits_the_sdk_frames() {
         std::iter::from_fn(|| s.poll_transmit())
             .filter_map(|t| match t {
                 Transmit::Text(t) => Some(t),
-                Transmit::Close(_) => None,
+                Transmit::Ping | Transmit::Close(_) => None,
             })
             .collect()
     };
@@ -218,7 +218,7 @@ fn server_session_emits_the_sdk_frames() {
         object: "agent.completion.chunk",
         upstream: "mock",
     };
-    s.send_chunk_value(&chunk, &ids).unwrap();
+    s.send_chunk_value(now, &chunk, &ids).unwrap();
     let sent = texts(&mut s);
     assert_eq!(sent, [frame("agent_completion_chunk.minimal")]);
     assert_eq!(classify_client(&sent[0]), ClientFrame::Chunk);

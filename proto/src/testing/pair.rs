@@ -25,6 +25,8 @@ use crate::server::{ServerEvent, ServerSession};
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum WireFrame {
     Text(String),
+    Ping,
+    Pong,
     Close(CloseCode),
 }
 
@@ -107,7 +109,7 @@ impl Pair {
     pub fn with_configs(client: Config, server: Config, body: &str) -> Self {
         let now = Instant::now();
         let body = RawValue::from_string(body.to_owned()).unwrap_or_default();
-        let client = match ClientSession::new(client, body, SeededRandom::new(1)) {
+        let client = match ClientSession::new(client, now, body, SeededRandom::new(1)) {
             Ok(client) => client,
             #[allow(clippy::panic)]
             Err(refused) => panic!("the pair's body: {refused}"),
@@ -296,12 +298,15 @@ fn transmit<E: Engine>(engine: &mut E, from: Side, out: &mut Pipe, t: &mut Vec<C
         }
         let frame = match frame {
             Transmit::Text(text) => WireFrame::Text(text),
+            Transmit::Ping => WireFrame::Ping,
             Transmit::Close(code) => WireFrame::Close(code),
         };
         t.push(Crossed {
             from,
             frame: match &frame {
                 WireFrame::Text(text) => text.clone(),
+                WireFrame::Ping => "Ping".to_owned(),
+                WireFrame::Pong => "Pong".to_owned(),
                 WireFrame::Close(code) => format!("Close({code})"),
             },
         });
@@ -328,6 +333,18 @@ fn deliver<E: Engine<Text = String>>(
         moved = true;
         match frame {
             WireFrame::Text(text) => engine.handle_frame(now, Inbound::Text(text)),
+            WireFrame::Pong => engine.handle_frame(now, Inbound::Pong),
+            WireFrame::Ping => {
+                engine.handle_frame(now, Inbound::Ping);
+                // The WebSocket layer answers a ping with a pong.
+                if !back.closed {
+                    t.push(Crossed {
+                        from: to,
+                        frame: "Pong".to_owned(),
+                    });
+                    back.send(WireFrame::Pong);
+                }
+            }
             WireFrame::Close(code) => {
                 engine.handle_frame(now, Inbound::Close(Some(code)));
                 if !back.closed {
