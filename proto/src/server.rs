@@ -295,6 +295,19 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
         Ok(())
     }
 
+    /// Closes for a server shutdown, in any phase (PROTOCOL.md §5: at the
+    /// end of the shutdown grace): client requests still unanswered are
+    /// answered `504`, pending server requests end at once, then
+    /// `Close(1001)` goes out. Replies already queued go first.
+    pub fn go_away(&mut self, now: Instant) -> Result<(), Error> {
+        self.core.ensure_open()?;
+        for (id, _) in self.received.drain() {
+            self.refuse(&id, 504, "the server is shutting down");
+        }
+        self.end(now, None, CloseCode::GOING_AWAY);
+        Ok(())
+    }
+
     /// Answers the client request `id`: `Ok(())` sends `{"type":"ok"}`, an
     /// error sends `{"type":"error"}` with its code and message. Always
     /// admitted (replies are bounded by the in-flight limit), unless the

@@ -1268,3 +1268,58 @@ fn error_frame_over_the_frame_limit_is_refused_and_the_stream_goes_on() {
         [r#"{"code":500,"message":"short"}"#, "Close(1011)"]
     );
 }
+
+// ---- shutdown ----
+
+#[test]
+fn go_away_answers_what_is_unanswered_504_ends_server_requests_then_closes_1001() {
+    let mut t = streaming();
+    t.accepted("c-1");
+    t.accepted("c-2");
+    t.s.respond(t.now, "c-1", Ok(())).unwrap();
+    let id =
+        t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
+            .map_err(|r| r.error)
+            .unwrap();
+    let request = t.out().pop().unwrap();
+    t.s.go_away(t.now).unwrap();
+    assert_eq!(
+        t.out(),
+        [
+            r#"{"type":"error","id":"c-2","code":504,"message":"the server is shutting down"}"#,
+            "Close(1001)"
+        ]
+    );
+    assert!(request.contains(&id));
+    assert_eq!(
+        t.events(),
+        [
+            ServerEvent::ServerRequestEnded {
+                id,
+                token: (),
+                outcome: Outcome::SessionEnded
+            },
+            ended(EndReason::Local(CloseCode::GOING_AWAY))
+        ]
+    );
+    assert!(matches!(t.s.go_away(t.now), Err(Error::Closed)));
+}
+
+#[test]
+fn go_away_before_the_body_or_while_draining_closes_1001() {
+    let mut t = server();
+    t.s.go_away(t.now).unwrap();
+    assert_eq!(t.out(), ["Close(1001)"]);
+    let mut t = streaming();
+    t.accepted("c-1");
+    t.s.finish(t.now).unwrap();
+    assert_eq!(t.s.phase(), Phase::Draining);
+    t.s.go_away(t.now).unwrap();
+    assert_eq!(
+        t.out(),
+        [
+            r#"{"type":"error","id":"c-1","code":504,"message":"the server is shutting down"}"#,
+            "Close(1001)"
+        ]
+    );
+}
