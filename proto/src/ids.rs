@@ -1,7 +1,5 @@
 //! Randomness supplied by the caller, and the ids minted from it.
 
-use std::fmt::Write as _;
-
 /// A source of random bits, supplied by the caller: the engine never draws
 /// randomness of its own.
 ///
@@ -42,30 +40,12 @@ impl RandomSource for SeededRandom {
     }
 }
 
-/// A fresh id: 128 random bits written as a version-4 UUID (122 of them
-/// survive the version and variant bits, as in any UUIDv4).
+/// A fresh id: 128 random bits from `rng` as 32 lowercase hex digits. The
+/// sessions mint request ids and the registry session ids with it.
 pub fn mint_id(rng: &mut dyn RandomSource) -> String {
-    let hi = rng.next_u64();
-    let lo = rng.next_u64();
-    let hi = (hi & !0xF000) | 0x4000;
-    let lo = (lo & !(0b11 << 62)) | (0b10 << 62);
-    let mut s = String::with_capacity(36);
-    let _ = write!(
-        s,
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xFFFF,
-        hi & 0xFFFF,
-        lo >> 48,
-        lo & 0xFFFF_FFFF_FFFF
-    );
-    s
-}
-
-/// 128 random bits as 32 hex digits (a session id).
-pub(crate) fn mint_hex(rng: &mut dyn RandomSource) -> String {
     format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
+
 
 /// An id from `mint` that is not `taken`. Only a degenerate source repeats
 /// 128 random bits; then a counter suffix makes the candidates distinct, so

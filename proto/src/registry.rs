@@ -16,7 +16,7 @@ use std::hash::RandomState;
 use hashbrown::hash_map::EntryRef;
 use hashbrown::{HashMap, HashSet};
 
-use crate::ids::{RandomSource, fresh, mint_hex};
+use crate::ids::{RandomSource, fresh, mint_id};
 
 /// A connection attached to a [`Registry`]. Never reused: an id from a
 /// detached connection stays dead.
@@ -280,7 +280,7 @@ impl<T> Registry<T> {
     ) -> Result<String, RegistryError> {
         // A repeat of 128 random bits means a degenerate source: never take
         // an id over for it, and never loop on it either.
-        let id = fresh(rng, mint_hex, |id| self.owners.contains_key(id));
+        let id = fresh(rng, mint_id, |id| self.owners.contains_key(id));
         self.register(conn, &id)?;
         Ok(id)
     }
