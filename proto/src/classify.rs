@@ -212,9 +212,38 @@ impl Scalar<'_> {
     }
 }
 
+impl<'a> Scalar<'a> {
+    /// Reads a raw value as far as the rules care. Read from the raw text,
+    /// so that a value no rule can use (a number beyond `f64`, a string
+    /// with a lone surrogate escape) is `Other` instead of failing the
+    /// whole frame.
+    fn of(raw: &'a RawValue) -> Self {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'"') => unquote(raw).map_or(Scalar::Other, Scalar::Str),
+            Some(b'0'..=b'9' | b'-') => text
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .or_else(|| text.parse::<u64>().ok())
+                .map_or(Scalar::Other, Scalar::Int),
+            _ => Scalar::Other,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor)
+        <&'de RawValue>::deserialize(d).map(Scalar::of)
+    }
+}
+
+/// A header name: JSON object keys are always strings.
+struct HeaderName<'a>(Scalar<'a>);
+
+impl<'de> Deserialize<'de> for HeaderName<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(ScalarVisitor).map(HeaderName)
     }
 }
 
@@ -278,8 +307,8 @@ impl<'de> Deserialize<'de> for Lenient<Headers<'de>> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut pairs = Vec::new();
                 let mut valid = true;
-                while let Some((k, v)) = map.next_entry::<Scalar<'de>, Scalar<'de>>()? {
-                    match (k, v) {
+                while let Some(HeaderName(k)) = map.next_key()? {
+                    match (k, map.next_value::<Scalar<'de>>()?) {
                         (Scalar::Str(k), Scalar::Str(v)) if valid => pairs.push((k, v)),
                         _ => valid = false,
                     }

@@ -46,7 +46,6 @@ pub fn mint_id(rng: &mut dyn RandomSource) -> String {
     format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
 
-
 /// An id from `mint` that is not `taken`. Only a degenerate source repeats
 /// 128 random bits; then a counter suffix makes the candidates distinct, so
 /// this ends within one more draw than there are ids taken.

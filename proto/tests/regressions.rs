@@ -77,3 +77,27 @@ fn pair_client_sees_the_transport_end_when_the_server_closed_without_sending() {
         p.transcript
     );
 }
+
+/// Found by the model's independent oracle: a value no rule can use (a
+/// number beyond `f64`, a lone surrogate escape) under a key the rules read
+/// made the whole frame junk, where PROTOCOL.md §3.3 classifies it by the
+/// keys that do matter.
+#[test]
+fn unusable_values_under_envelope_keys_do_not_make_a_frame_junk() {
+    use wirestream_proto::classify::{ClientFrame, ServerFrame, classify_client, classify_server};
+    for chunk in [
+        r#"{"id":"x","status":1e999}"#,
+        r#"{"id":"\ud800","status":200}"#,
+    ] {
+        assert_eq!(classify_client(chunk), ClientFrame::Chunk, "{chunk}");
+    }
+    let response = r#"{"id":"x","status":200,"code":1e999}"#;
+    assert!(matches!(
+        classify_server(response),
+        ServerFrame::Response(_)
+    ));
+    // A server request whose headers are not a map of strings is still
+    // malformed, not a chunk: dropped and counted, as before.
+    let malformed = r#"{"id":"x","method":"GET","headers":{"a":1e999}}"#;
+    assert_eq!(classify_client(malformed), ClientFrame::Junk);
+}

@@ -675,7 +675,10 @@ fn server_request_ids_are_128_bits_of_hex_and_differ() {
     assert_ne!(a, b);
     for id in [&a, &b] {
         assert_eq!(id.len(), 32);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
     }
     assert_eq!(t.out()[0], format!(r#"{{"id":"{a}","method":"GET"}}"#));
 }
