@@ -33,13 +33,6 @@ impl ConnectionId {
     pub fn get(self) -> u64 {
         self.serial
     }
-
-    /// An id no registry ever hands out.
-    #[cfg(feature = "testing")]
-    pub(crate) const NEVER: Self = Self {
-        serial: u64::MAX,
-        slot: u32::MAX,
-    };
 }
 
 /// Limits of a [`Registry`].

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wirestream_proto::testing::fuzz::{TARGETS, run};
+use wirestream_model::fuzz::{TARGETS, run};
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,14 +1,14 @@
 //! Property tests: random operation sequences against the reference model
-//! of `wirestream_proto::testing::model`, which checks the invariants after
-//! every step (see that module's documentation for the list). The fuzz
-//! targets run the same executors on inputs decoded with `arbitrary`.
+//! of `wirestream-model`, which checks the invariants after every step (see
+//! the crate's documentation for the list). The fuzz targets run the same
+//! executors on inputs decoded with `arbitrary`.
 //!
 //! 4096 cases per property: about 30 s for the whole file in a debug build on
 //! two cores. Set `PROPTEST_CASES` to run more (or fewer).
 
 use proptest::prelude::*;
 use proptest::{collection::vec, option};
-use wirestream_proto::testing::model::{
+use wirestream_model::{
     Advance, ClientEnd, ClientInbound, ClientOp, ClientScenario, Control, Junk, Limits, PairOp,
     PairScenario, Pick, RegistryOp, RegistryScenario, ServerEnd, ServerInbound, ServerOp,
     ServerScenario, Timeout, run_client, run_pair, run_registry, run_server,
