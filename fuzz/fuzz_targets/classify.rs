@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| wirestream_proto::testing::fuzz::classify(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wirestream_model::fuzz::classify(data));

@@ -2,13 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::ops::{Ids, Pick};
-use crate::ids::SeededRandom;
-use crate::registry::{ConnectionId, Registered, Registry, RegistryError, RegistryLimits};
+use arbitrary::Arbitrary;
+use wirestream_proto::{
+    ConnectionId, Registered, Registry, RegistryError, RegistryLimits, SeededRandom,
+};
+
+use crate::ops::{Ids, Pick};
 
 /// A registry run: limits (each mapped onto a small range) and the steps.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Debug, Arbitrary)]
 pub struct RegistryScenario {
     /// Connections at once: 1..=4.
     pub max_connections: u8,
@@ -24,8 +26,7 @@ pub struct RegistryScenario {
 
 /// One step of a registry run. Connections are picked among every one ever
 /// attached (live or detached) and one that never was.
-#[derive(Clone, Copy, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, Arbitrary)]
 pub enum RegistryOp {
     /// `attach`.
     Attach,
@@ -48,20 +49,24 @@ pub enum RegistryOp {
 /// # Panics
 /// When the registry departs from the model.
 pub fn run_registry(scenario: &RegistryScenario) -> usize {
-    let limits = RegistryLimits {
-        max_connections: 1 + usize::from(scenario.max_connections % 4),
-        max_ids_per_connection: usize::from(scenario.max_ids_per_connection % 4),
-        max_ids: usize::from(scenario.max_ids % 8),
-        max_id_len: 1 + usize::from(scenario.max_id_len % 40),
-    };
+    let mut limits = RegistryLimits::default();
+    limits.max_connections = 1 + usize::from(scenario.max_connections % 4);
+    limits.max_ids_per_connection = usize::from(scenario.max_ids_per_connection % 4);
+    limits.max_ids = usize::from(scenario.max_ids % 8);
+    limits.max_id_len = 1 + usize::from(scenario.max_id_len % 40);
     let mut r: Registry<u64> = Registry::new(limits.clone());
+    // A connection that is not live: attached and detached before the run
+    // (ids are never reused, so it stays dead).
+    let never = r
+        .attach(u64::MAX)
+        .expect("an empty registry takes a connection");
+    assert_eq!(r.detach(never), Some(u64::MAX));
     let mut rng = SeededRandom::new(u64::from(scenario.max_id_len));
     // Every connection ever attached; the last one of `conns()` never is.
     let mut attached: Vec<ConnectionId> = Vec::new();
     let mut live: BTreeSet<ConnectionId> = BTreeSet::new();
     let mut owners: BTreeMap<String, ConnectionId> = BTreeMap::new();
     let mut ids = Ids::default();
-    let never = ConnectionId::NEVER;
     let conn = |attached: &[ConnectionId], n: u8| {
         attached
             .get(usize::from(n) % (attached.len() + 1))

@@ -3,27 +3,25 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
+use arbitrary::Arbitrary;
+use serde_json::Value;
 use serde_json::value::RawValue;
+use wirestream_proto::{
+    ClientSession, CloseCode, Config, EndReason, Headers, Phase, SeededRandom, Stats, Transmit,
+};
 
-use super::ops::{
+use crate::io::{ClientSeen as Ev, Frame, NotifyEnd, feed_client, poll_client};
+use crate::ops::{
     Advance, Control, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion, quote,
 };
-use super::{ErrKind, assert_json, kind};
-use crate::classify::{ClientFrame, ServerFrame, classify_client, classify_server};
-use crate::client::{ClientEvent, ClientSession};
-use crate::config::Config;
-use crate::error::Outcome;
-use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
-use crate::ids::SeededRandom;
-use crate::server::Phase;
-use crate::wire::{ClientResponse, Headers};
+use crate::oracle::{self, AtClient, AtServer};
+use crate::{ErrKind, assert_json, kind};
 
 const BODY: &str = r#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
 
 /// A whole client run: its limits, how many frames the peer reads after
 /// each step, and the steps.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Debug, Arbitrary)]
 pub struct ClientScenario {
     /// The session's limits.
     pub limits: Limits,
@@ -35,8 +33,7 @@ pub struct ClientScenario {
 }
 
 /// One step of a client run.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Debug, Arbitrary)]
 pub enum ClientOp {
     /// The server sends a frame (skipped while the session does not want
     /// input).
@@ -70,8 +67,7 @@ pub enum ClientOp {
 }
 
 /// The steps that end a client session.
-#[derive(Clone, Copy, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, Arbitrary)]
 pub enum ClientEnd {
     /// The transport ends without a close frame.
     TransportLost,
@@ -80,8 +76,7 @@ pub enum ClientEnd {
 }
 
 /// A frame the server sends to the client.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Debug, Arbitrary)]
 pub enum ClientInbound {
     /// A chunk carrying the completions set in the mask.
     Chunk {
@@ -156,27 +151,18 @@ pub fn run_client(scenario: &ClientScenario) -> ClientReport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Expect {
     Body,
-    Request { id: String, response_id: String },
-    Response { id: String, status: u16 },
+    Request {
+        id: String,
+        response_id: String,
+        content: Value,
+    },
+    Response {
+        id: String,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Option<Value>,
+    },
     Close(CloseCode),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum NotifyEnd {
-    Ok,
-    Err(u16),
-    TimedOut,
-    SessionEnded,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Ev {
-    Chunk(String),
-    StreamFailed(u16),
-    ServerRequest(String),
-    NotifyEnded { id: String, outcome: NotifyEnd },
-    Writable,
-    End(EndReason),
 }
 
 #[derive(Debug)]
@@ -194,8 +180,8 @@ struct Model {
     blocked: bool,
     failed: bool,
     chunks: u64,
-    /// The counters of [`Stats`](crate::Stats) the model predicts.
-    stats: crate::stats::Stats,
+    /// The counters of [`Stats`] the model predicts.
+    stats: Stats,
     /// Server requests that will never be answered on the wire.
     answers_lost: usize,
 }
@@ -214,7 +200,7 @@ impl Model {
             blocked: false,
             failed: false,
             chunks: 0,
-            stats: crate::stats::Stats::default(),
+            stats: Stats::default(),
             answers_lost: 0,
         }
     }
@@ -242,70 +228,73 @@ impl Model {
     }
 
     /// Returns whether the frame is a server request owed an answer.
-    fn on_frame(&mut self, now: Instant, frame: &Inbound<'_>) -> bool {
+    fn on_frame(&mut self, now: Instant, frame: &Frame) -> bool {
         match self.phase {
             Phase::Streaming => {}
             Phase::Closing => {
-                if let Inbound::Close(_) = frame {
+                if let Frame::Close(_) = frame {
                     self.terminate();
                 }
                 return false;
             }
             _ => return false,
         }
-        match *frame {
-            Inbound::Ping | Inbound::Pong => {}
-            Inbound::Binary => self.stats.binary_frames += 1,
-            Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
-            Inbound::Oversize => self.close_with(now, CloseCode::TOO_BIG),
-            Inbound::Text(t) if t.len() > self.cfg.max_frame_size => {
+        match frame {
+            Frame::Ping | Frame::Pong => {}
+            Frame::Binary => self.stats.binary_frames += 1,
+            Frame::Close(code) => self.peer_gone(EndReason::Peer(code.map(CloseCode))),
+            Frame::Oversize => self.close_with(now, CloseCode::TOO_BIG),
+            Frame::Text(t) if t.len() > self.cfg.max_frame_size => {
                 self.close_with(now, CloseCode::TOO_BIG);
             }
-            Inbound::Text(t) => return self.on_text(t),
+            Frame::Text(t) => return self.on_text(t),
         }
         false
     }
 
     fn on_text(&mut self, text: &str) -> bool {
-        match classify_client(text) {
-            ClientFrame::Chunk => {
+        match oracle::expected_at_client(text) {
+            AtClient::Chunk => {
                 self.chunks += 1;
                 self.events.push_back(Ev::Chunk(text.to_owned()));
             }
-            ClientFrame::Response(r) => {
-                if let Some(i) = self.notifies.iter().position(|(id, _)| id == r.id()) {
-                    let (id, _) = self.notifies.remove(i);
-                    let outcome = match r {
-                        ClientResponse::Ok { .. } => NotifyEnd::Ok,
-                        ClientResponse::Error { code, .. } => NotifyEnd::Err(code),
-                    };
-                    self.events.push_back(Ev::NotifyEnded { id, outcome });
-                } else {
-                    self.stats.unknown_responses += 1;
-                }
-            }
-            ClientFrame::Request(r) => {
-                let id = r.id.into_owned();
+            AtClient::Ok { id } => self.on_response(id, NotifyEnd::Ok),
+            AtClient::Error { id, code, .. } => self.on_response(id, NotifyEnd::Err(code)),
+            AtClient::Request { id, .. } => {
                 if self.pending.contains(&id) {
                     self.stats.junk_frames += 1;
                     return false;
                 }
                 if self.pending.len() >= self.cfg.max_server_requests {
                     self.stats.refused_requests += 1;
-                    self.push(Expect::Response { id, status: 429 });
+                    self.push(Expect::Response {
+                        id,
+                        status: 429,
+                        headers: Vec::new(),
+                        body: None,
+                    });
                 } else {
                     self.pending.push(id.clone());
                     self.events.push_back(Ev::ServerRequest(id));
                 }
                 return true;
             }
-            ClientFrame::Error(e) if !self.failed => {
+            AtClient::ErrorFrame { code, .. } if !self.failed => {
                 self.failed = true;
-                self.events.push_back(Ev::StreamFailed(e.code));
+                self.events.push_back(Ev::StreamFailed(code));
             }
-            ClientFrame::Error(_) | ClientFrame::Junk => self.stats.junk_frames += 1,
+            AtClient::ErrorFrame { .. } | AtClient::Junk => self.stats.junk_frames += 1,
         }
         false
+    }
+
+    fn on_response(&mut self, id: String, outcome: NotifyEnd) {
+        if let Some(i) = self.notifies.iter().position(|(n, _)| *n == id) {
+            self.notifies.remove(i);
+            self.events.push_back(Ev::NotifyEnded { id, outcome });
+        } else {
+            self.stats.unknown_responses += 1;
+        }
     }
 
     fn on_timeout(&mut self, now: Instant) {
@@ -521,14 +510,14 @@ impl Harness {
             ClientInbound::Text(t) => Some(t.clone()),
             ClientInbound::Control(c) => c.text(max),
         };
-        let inbound = match (f, &text) {
-            (ClientInbound::Control(c), t) => c.inbound(t.as_deref()),
-            (_, t) => Inbound::Text(t.as_deref().unwrap_or_default()),
+        let frame = match f {
+            ClientInbound::Control(c) => c.frame(text),
+            _ => Frame::Text(text.unwrap_or_default()),
         };
-        if self.m.on_frame(self.now, &inbound) {
+        if self.m.on_frame(self.now, &frame) {
             self.requests_in += 1;
         }
-        self.s.handle_frame(self.now, inbound);
+        feed_client(&mut self.s, self.now, frame);
     }
 
     fn notify(&mut self, response_id: u8, parts: bool, timeout: Timeout) {
@@ -565,6 +554,7 @@ impl Harness {
                 self.m.push(Expect::Request {
                     id,
                     response_id: rid,
+                    content: serde_json::from_str(content.get()).unwrap(),
                 });
                 self.report.notifies += 1;
             }
@@ -591,6 +581,11 @@ impl Harness {
             self.m.push(Expect::Response {
                 id: id.to_owned(),
                 status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                body: with_body.then(|| serde_json::from_str(body.get()).unwrap()),
             });
             Ok(())
         });
@@ -643,16 +638,51 @@ impl Harness {
             (t, e) => panic!("client transmitted {t:?}, the model expected {e:?}"),
         };
         assert_json(text);
-        match (classify_server(text), e) {
+        let keys = oracle::keys(text).unwrap_or_default();
+        match (oracle::at_server(text), e) {
             (_, Expect::Body) => assert_eq!(text, BODY, "the body goes first, verbatim"),
-            (ServerFrame::Request(r), Expect::Request { id, response_id }) => {
-                let crate::wire::ClientRequestKind::AgentCompletionNotify {
-                    response_id: rid, ..
-                } = &r.kind;
-                assert_eq!((&*r.id, &**rid), (id.as_str(), response_id.as_str()));
+            (
+                AtServer::Notify {
+                    id,
+                    response_id,
+                    content,
+                },
+                Expect::Request {
+                    id: want,
+                    response_id: want_rid,
+                    content: want_content,
+                },
+            ) => {
+                assert_eq!((&id, &response_id), (want, want_rid), "{text}");
+                assert_eq!(&content, want_content, "content of {text}");
+                assert_eq!(
+                    keys,
+                    ["id", "type", "response_id", "content"],
+                    "the keys of {text}"
+                );
             }
-            (ServerFrame::Response(r), Expect::Response { id, status }) => {
-                assert_eq!((&*r.id, r.status), (id.as_str(), *status));
+            (
+                AtServer::Response {
+                    id,
+                    status,
+                    headers,
+                    body,
+                },
+                Expect::Response {
+                    id: want,
+                    status: want_status,
+                    headers: want_headers,
+                    body: want_body,
+                },
+            ) => {
+                assert_eq!((&id, status), (want, *want_status), "{text}");
+                assert_eq!(&headers, want_headers, "headers of {text}");
+                assert_eq!(&body, want_body, "body of {text}");
+                // §3.2: `headers` omitted when empty, `body` when absent.
+                let mut want_keys = vec!["id", "status"];
+                want_keys.extend(want_headers.first().map(|_| "headers"));
+                want_keys.extend(want_body.as_ref().map(|_| "body"));
+                assert_eq!(keys, want_keys, "the keys of {text}");
                 self.answers_out += 1;
             }
             (got, e) => panic!("client transmitted {text} ({got:?}), the model expected {e:?}"),
@@ -661,47 +691,25 @@ impl Harness {
 
     fn drain_events(&mut self) {
         let mut n = 0;
-        while let Some(event) = self.s.poll_event() {
+        while let Some(event) = poll_client(&mut self.s) {
             n += 1;
             assert!(n < 100_000, "events never stop");
             let expected = self.m.events.pop_front();
-            match (event, expected) {
-                (ClientEvent::Chunk(c), Some(Ev::Chunk(want))) => assert_eq!(c, want),
-                (ClientEvent::StreamFailed(e), Some(Ev::StreamFailed(code))) => {
-                    assert_eq!(e.code, code);
-                }
-                (ClientEvent::ServerRequest(r), Some(Ev::ServerRequest(id))) => {
-                    assert_eq!(r.id, id);
+            assert_eq!(Some(&event), expected.as_ref(), "client event");
+            match event {
+                Ev::ServerRequest(id) => {
                     self.seen_requests.learn(&id);
                     self.report.requests_seen += 1;
                 }
-                (
-                    ClientEvent::NotifyEnded { id, outcome },
-                    Some(Ev::NotifyEnded {
-                        id: want,
-                        outcome: o,
-                    }),
-                ) => {
-                    assert_eq!(id, want, "ended notify");
-                    let got = match outcome {
-                        Outcome::Answered(Ok(())) => NotifyEnd::Ok,
-                        Outcome::Answered(Err(e)) => NotifyEnd::Err(e.code),
-                        Outcome::TimedOut => NotifyEnd::TimedOut,
-                        Outcome::SessionEnded => NotifyEnd::SessionEnded,
-                    };
-                    assert_eq!(got, o, "outcome of {id}");
+                Ev::NotifyEnded { id, .. } => {
                     assert!(self.minted.contains(&id), "{id} was never sent");
                     assert!(self.ended.insert(id.clone()), "{id} ended twice");
                 }
-                (ClientEvent::Writable, Some(Ev::Writable)) => {}
-                (ClientEvent::End(r), Some(Ev::End(want))) => {
-                    assert_eq!(r, want, "end reason");
+                Ev::End(r) => {
                     self.end_events += 1;
                     self.report.end = Some(r);
                 }
-                (event, expected) => {
-                    panic!("client event {event:?}, the model expected {expected:?}")
-                }
+                Ev::Chunk(_) | Ev::StreamFailed(_) | Ev::Writable => {}
             }
         }
         assert!(
@@ -750,10 +758,8 @@ impl Harness {
         }
         assert_eq!(s.wants_input(), m.phase != Phase::Closed && !self.full());
         assert_eq!(s.has_failed(), m.failed);
-        let stats = crate::stats::Stats {
-            chunks: m.chunks,
-            ..m.stats
-        };
+        let mut stats = m.stats;
+        stats.chunks = m.chunks;
         assert_eq!(s.stats(), stats, "counters of dropped and refused frames");
     }
 

@@ -4,20 +4,17 @@
 
 use std::collections::HashSet;
 
+use arbitrary::Arbitrary;
 use serde_json::value::RawValue;
+use wirestream_proto::testing::{Pair, Side};
+use wirestream_proto::{EndReason, Headers, Phase, RequestError, ResponseError};
 
-use super::ops::{Advance, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion};
-use crate::classify::{ClientFrame, ServerFrame, classify_client, classify_server};
-use crate::client::ClientEvent;
-use crate::error::RequestError;
-use crate::frame::EndReason;
-use crate::server::{Phase, ServerEvent};
-use crate::testing::{Pair, Side};
-use crate::wire::{Headers, ResponseError};
+use crate::io::{ClientSeen, ServerSeen, client_seen, server_seen};
+use crate::ops::{Advance, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion};
+use crate::oracle::{self, AtClient, AtServer};
 
 /// A pair run: one config for both sides, and the steps.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Debug, Arbitrary)]
 pub struct PairScenario {
     /// Both sessions' limits.
     pub limits: Limits,
@@ -26,8 +23,7 @@ pub struct PairScenario {
 }
 
 /// One step of a pair run.
-#[derive(Clone, Copy, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, Arbitrary)]
 pub enum PairOp {
     /// One round of the wire: queued frames cross, deliverable ones arrive.
     Step,
@@ -257,34 +253,34 @@ struct Tracker {
 
 impl Tracker {
     fn collect(&mut self, p: &mut Pair) {
-        for e in p.take_server_events() {
+        for e in p.take_server_events().into_iter().map(server_seen) {
             assert_eq!(self.server_ends, 0, "server event {e:?} after its end");
             match e {
-                ServerEvent::Request(r) => self.client_requests.learn(&r.id),
-                ServerEvent::ServerRequestEnded { id, .. } => {
+                ServerSeen::Request { id, .. } => self.client_requests.learn(&id),
+                ServerSeen::Ended { id, .. } => {
                     assert!(self.server_sent.contains(&id), "{id} was never sent");
                     assert!(self.server_ended.insert(id), "a server request ended twice");
                 }
-                ServerEvent::End(r) => {
+                ServerSeen::End(r) => {
                     self.server_ends += 1;
                     self.server_end = Some(r);
                 }
-                ServerEvent::Body(_) | ServerEvent::Writable => {}
+                ServerSeen::Body(_) | ServerSeen::Writable => {}
             }
         }
-        for e in p.take_client_events() {
+        for e in p.take_client_events().into_iter().map(client_seen) {
             assert_eq!(self.client_ends, 0, "client event {e:?} after its end");
             match e {
-                ClientEvent::ServerRequest(r) => self.server_requests.learn(&r.id),
-                ClientEvent::NotifyEnded { id, .. } => {
+                ClientSeen::ServerRequest(id) => self.server_requests.learn(&id),
+                ClientSeen::NotifyEnded { id, .. } => {
                     assert!(self.notifies_sent.contains(&id), "{id} was never sent");
                     assert!(self.notifies_ended.insert(id), "a notify ended twice");
                 }
-                ClientEvent::End(r) => {
+                ClientSeen::End(r) => {
                     self.client_ends += 1;
                     self.client_end = Some(r);
                 }
-                ClientEvent::Chunk(_) | ClientEvent::StreamFailed(_) | ClientEvent::Writable => {}
+                ClientSeen::Chunk(_) | ClientSeen::StreamFailed(_) | ClientSeen::Writable => {}
             }
         }
         // Every frame that crossed: nothing after a side's close, and each
@@ -301,10 +297,10 @@ impl Tracker {
                 self.closed[side] = true;
                 continue;
             }
-            super::assert_json(&c.frame);
+            crate::assert_json(&c.frame);
             match c.from {
                 Side::Server => assert!(
-                    !matches!(classify_client(&c.frame), ClientFrame::Junk),
+                    !matches!(oracle::at_client(&c.frame), AtClient::Junk),
                     "the server sent junk: {}",
                     c.frame
                 ),
@@ -313,8 +309,8 @@ impl Tracker {
                     if self.client_texts > 1 {
                         assert!(
                             matches!(
-                                classify_server(&c.frame),
-                                ServerFrame::Request(_) | ServerFrame::Response(_)
+                                oracle::at_server(&c.frame),
+                                AtServer::Notify { .. } | AtServer::Response { .. }
                             ),
                             "the client sent {}",
                             c.frame

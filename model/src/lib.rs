@@ -1,16 +1,25 @@
-//! Operations on the engine, executors that apply them against a small
-//! reference model, and the invariants checked after every step.
+//! The reference model of wirestream: operations on the engine, executors
+//! that apply them against a small reference model, an independent reading
+//! of PROTOCOL.md that judges every frame (the [`oracle`]), the invariants
+//! checked after every step, and the bodies of the cargo-fuzz targets
+//! ([`fuzz`]). Test code only: never published, and it sees the engine
+//! (`wirestream-proto`) through its public API alone.
 //!
 //! Each executor ([`run_server`], [`run_client`], [`run_registry`],
 //! [`run_pair`]) takes a scenario (limits and a list of operations), applies
 //! it on a monotonic fake clock, and panics at the first broken rule. The
-//! property tests generate scenarios with proptest; the fuzz targets decode
-//! them from bytes with `arbitrary`. Either way the same code runs.
+//! property tests (`tests/properties.rs`) generate scenarios with proptest;
+//! the fuzz targets decode them from bytes with `arbitrary`. Either way the
+//! same code runs.
 //!
 //! Invariants checked after every step of a session run:
 //!
 //! - every frame transmitted is valid JSON of a PROTOCOL.md shape, as the
-//!   peer classifies it, and is the frame the model expected, in order;
+//!   [`oracle`] (not the engine's own classifier) reads it from the peer's
+//!   side, with exactly the keys that shape has, and is the frame the model
+//!   expected, in order;
+//! - every inbound frame is classified by the [`oracle`] too, and the model
+//!   predicts the engine's reply, events and counters from that;
 //! - nothing is transmitted after the close frame;
 //! - exactly one session-end event, from the moment the session closes;
 //! - every client request and every server request ends exactly once
@@ -30,7 +39,12 @@
 //! deadline and nothing queued. The registry executor checks the registry
 //! against a map-based model and that it is empty once every connection
 //! has ended; the pair executor checks that any interleaving of both sides'
-//! operations ends with both closed and nothing pending.
+//! operations ends with both closed and nothing pending, and that every
+//! frame either engine put on the wire is one the [`oracle`] recognises.
+//!
+//! The engine's inbound and event API is touched in one module only
+//! (`io`): one function feeds a frame to each role, one turns each role's
+//! events into the model's own values.
 
 // The model exists to panic at the first broken invariant.
 #![allow(
@@ -41,7 +55,10 @@
 )]
 
 mod client;
+pub mod fuzz;
+mod io;
 mod ops;
+pub mod oracle;
 mod pair;
 mod registry;
 mod server;
@@ -52,11 +69,11 @@ pub use pair::{PairOp, PairReport, PairScenario, run_pair};
 pub use registry::{RegistryOp, RegistryScenario, run_registry};
 pub use server::{ServerEnd, ServerInbound, ServerOp, ServerReport, ServerScenario, run_server};
 
-use crate::error::Error;
+use wirestream_proto::Error;
 
 /// A command's error, without its payload, for comparing with the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ErrKind {
+enum ErrKind {
     AwaitingBody,
     Finished,
     AlreadyStreaming,
@@ -65,9 +82,12 @@ pub(crate) enum ErrKind {
     TooManyRequests,
     UnknownRequest,
     Serialize,
+    /// An error variant this model does not know yet (`Error` is
+    /// `#[non_exhaustive]`): never what the model expects.
+    Other,
 }
 
-pub(crate) fn kind(e: &Error) -> ErrKind {
+fn kind(e: &Error) -> ErrKind {
     match e {
         Error::AwaitingBody => ErrKind::AwaitingBody,
         Error::Finished => ErrKind::Finished,
@@ -77,12 +97,13 @@ pub(crate) fn kind(e: &Error) -> ErrKind {
         Error::TooManyRequests => ErrKind::TooManyRequests,
         Error::UnknownRequest => ErrKind::UnknownRequest,
         Error::Serialize(_) => ErrKind::Serialize,
+        _ => ErrKind::Other,
     }
 }
 
 /// How a request ended, without its payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum OutcomeKind {
+enum OutcomeKind {
     /// Answered, with this status or code (0 for `ok`).
     Answered(u16),
     TimedOut,
@@ -90,7 +111,7 @@ pub(crate) enum OutcomeKind {
 }
 
 /// Panics unless `text` is one valid JSON value.
-pub(crate) fn assert_json(text: &str) {
+fn assert_json(text: &str) {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         panic!("transmitted a frame that is not JSON ({e}): {text}");
     }

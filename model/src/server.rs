@@ -3,24 +3,24 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
+use arbitrary::Arbitrary;
+use serde_json::Value;
 use serde_json::value::RawValue;
+use wirestream_proto::{
+    CloseCode, Config, EndReason, Headers, Json, Phase, RequestError, ResponseError, SeededRandom,
+    ServerSession, Stats, Transmit,
+};
 
-use super::ops::{
+use crate::io::{Frame, ServerSeen as Ev, feed_server, poll_server};
+use crate::ops::{
     Advance, Control, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion, quote,
 };
-use super::{ErrKind, OutcomeKind, assert_json, kind};
-use crate::classify::{ClientFrame, ServerFrame, classify_client, classify_server};
-use crate::config::Config;
-use crate::error::{Outcome, RequestError};
-use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
-use crate::ids::SeededRandom;
-use crate::server::{Phase, ServerEvent, ServerSession};
-use crate::wire::{ClientResponse, Headers, Json, ResponseError};
+use crate::oracle::{self, AtClient, AtServer};
+use crate::{ErrKind, OutcomeKind, assert_json, kind};
 
 /// A whole server run: its limits, whether the body arrives first, how many
 /// frames the peer reads after each step, and the steps.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Debug, Arbitrary)]
 pub struct ServerScenario {
     /// The session's limits.
     pub limits: Limits,
@@ -36,8 +36,7 @@ pub struct ServerScenario {
 /// One step of a server run. Steps that end the session are grouped in
 /// [`ServerEnd`], so that a fuzzer picking variants evenly keeps sessions
 /// alive long enough to matter.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Debug, Arbitrary)]
 pub enum ServerOp {
     /// The client sends a frame (skipped while the session does not want
     /// input, as a driver would).
@@ -75,8 +74,7 @@ pub enum ServerOp {
 }
 
 /// The steps that end a server session.
-#[derive(Clone, Copy, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, Arbitrary)]
 pub enum ServerEnd {
     /// The transport ends without a close frame.
     TransportLost,
@@ -94,8 +92,7 @@ pub enum ServerEnd {
 }
 
 /// A frame the client sends to the server.
-#[derive(Clone, Debug)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Debug, Arbitrary)]
 pub enum ServerInbound {
     /// A well-formed body.
     Body,
@@ -176,17 +173,12 @@ enum Expect {
     },
     ErrorFrame(u16),
     Chunk(String),
-    ServerRequest(String),
+    ServerRequest {
+        id: String,
+        headers: Vec<(String, String)>,
+        body: Option<Value>,
+    },
     Close(CloseCode),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Ev {
-    Body(String),
-    Request { id: String, response_id: String },
-    Ended { id: String, outcome: OutcomeKind },
-    Writable,
-    End(EndReason),
 }
 
 /// The reference model: what the session should hold and produce.
@@ -205,8 +197,8 @@ struct Model {
     queue_closed: bool,
     blocked: bool,
     chunks: u64,
-    /// The counters of [`Stats`](crate::Stats) the model predicts.
-    stats: crate::stats::Stats,
+    /// The counters of [`Stats`] the model predicts.
+    stats: Stats,
     /// Replies that will never reach the wire (peer gone, queue shut).
     replies_lost: usize,
 }
@@ -225,7 +217,7 @@ impl Model {
             queue_closed: false,
             blocked: false,
             chunks: 0,
-            stats: crate::stats::Stats::default(),
+            stats: Stats::default(),
             replies_lost: 0,
         }
     }
@@ -259,11 +251,11 @@ impl Model {
     }
 
     /// Returns whether the frame is a client request owed a reply.
-    fn on_frame(&mut self, now: Instant, frame: &Inbound<'_>) -> bool {
+    fn on_frame(&mut self, now: Instant, frame: &Frame) -> bool {
         match self.phase {
             Phase::Closed => return false,
             Phase::Closing => {
-                if let Inbound::Close(_) = frame {
+                if let Frame::Close(_) = frame {
                     self.terminate();
                 }
                 return false;
@@ -271,45 +263,45 @@ impl Model {
             _ => {}
         }
         let awaiting = self.phase == Phase::AwaitingBody;
-        match *frame {
-            Inbound::Ping | Inbound::Pong => {}
-            Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
-            Inbound::Oversize => self.end(now, Some(413), CloseCode::TOO_BIG),
-            Inbound::Text(t) if t.len() > self.cfg.max_frame_size => {
+        match frame {
+            Frame::Ping | Frame::Pong => {}
+            Frame::Close(code) => self.peer_gone(EndReason::Peer(code.map(CloseCode))),
+            Frame::Oversize => self.end(now, Some(413), CloseCode::TOO_BIG),
+            Frame::Text(t) if t.len() > self.cfg.max_frame_size => {
                 self.end(now, Some(413), CloseCode::TOO_BIG);
             }
-            Inbound::Binary if awaiting => self.end(now, Some(400), CloseCode::UNSUPPORTED),
-            Inbound::Binary => self.stats.binary_frames += 1,
-            Inbound::Text(t) if awaiting => {
+            Frame::Binary if awaiting => self.end(now, Some(400), CloseCode::UNSUPPORTED),
+            Frame::Binary => self.stats.binary_frames += 1,
+            Frame::Text(t) if awaiting => {
                 self.phase = Phase::Streaming;
                 self.deadline = None;
                 self.events.push_back(Ev::Body(t.to_owned()));
             }
-            Inbound::Text(t) => return self.on_envelope(t),
+            Frame::Text(t) => return self.on_envelope(t),
         }
         false
     }
 
     fn on_envelope(&mut self, text: &str) -> bool {
-        match classify_server(text) {
-            ServerFrame::Junk => {
+        match oracle::expected_at_server(text) {
+            AtServer::Junk => {
                 self.stats.junk_frames += 1;
                 false
             }
-            ServerFrame::BadRequest { id, .. } => {
+            AtServer::BadRequest { id } => {
                 self.stats.refused_requests += 1;
                 self.push(Expect::Reply {
-                    id: id.into_owned(),
+                    id,
                     code: Some(400),
                     message: None,
                 });
                 true
             }
-            ServerFrame::Request(r) => {
-                let crate::wire::ClientRequestKind::AgentCompletionNotify { response_id, .. } =
-                    &r.kind;
-                let id = r.id.to_string();
-                let rid = response_id.to_string();
+            AtServer::Notify {
+                id,
+                response_id: rid,
+                ..
+            } => {
                 let refusal = if self.accepted.iter().any(|(a, _)| *a == id) {
                     Some((409, None))
                 } else if self.phase == Phase::Draining {
@@ -346,12 +338,12 @@ impl Model {
                 }
                 true
             }
-            ServerFrame::Response(r) => {
-                if let Some(i) = self.server_reqs.iter().position(|(id, _)| *id == r.id) {
+            AtServer::Response { id, status, .. } => {
+                if let Some(i) = self.server_reqs.iter().position(|(s, _)| *s == id) {
                     let (id, _) = self.server_reqs.remove(i);
                     self.events.push_back(Ev::Ended {
                         id,
-                        outcome: OutcomeKind::Answered(r.status),
+                        outcome: OutcomeKind::Answered(status),
                     });
                 } else {
                     self.stats.unknown_responses += 1;
@@ -689,14 +681,14 @@ impl Harness {
             ServerInbound::Text(t) => Some(t.clone()),
             ServerInbound::Control(c) => c.text(max),
         };
-        let inbound = match (f, &text) {
-            (ServerInbound::Control(c), t) => c.inbound(t.as_deref()),
-            (_, t) => Inbound::Text(t.as_deref().unwrap_or_default()),
+        let frame = match f {
+            ServerInbound::Control(c) => c.frame(text),
+            _ => Frame::Text(text.unwrap_or_default()),
         };
-        if self.m.on_frame(self.now, &inbound) {
+        if self.m.on_frame(self.now, &frame) {
             self.requests_in += 1;
         }
-        self.s.handle_frame(self.now, inbound);
+        feed_server(&mut self.s, self.now, frame);
     }
 
     fn advance(&mut self, a: Advance) {
@@ -801,7 +793,14 @@ impl Harness {
                     .now
                     .checked_add(timeout.duration().unwrap_or(self.m.cfg.request_timeout));
                 self.m.server_reqs.push((id.clone(), d));
-                self.m.push(Expect::ServerRequest(id));
+                self.m.push(Expect::ServerRequest {
+                    id,
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                    body: with_body.then(|| serde_json::from_str(body.get()).unwrap()),
+                });
                 self.report.server_requests += 1;
             }
             (got, expected) => assert_eq!(got.map(|_| ()).map_err(|e| kind(&e)), expected),
@@ -853,32 +852,57 @@ impl Harness {
             (t, e) => panic!("server transmitted {t:?}, the model expected {e:?}"),
         };
         assert_json(text);
-        match (classify_client(text), e) {
-            (ClientFrame::Response(r), Expect::Reply { id, code, message }) => {
-                assert_eq!(r.id(), id, "reply id");
-                match (&r, code) {
-                    (ClientResponse::Ok { .. }, None) => {}
-                    (
-                        ClientResponse::Error {
-                            code: c,
-                            message: m,
-                            ..
-                        },
-                        Some(want),
-                    ) => {
-                        assert_eq!(c, want, "reply code of {text}");
-                        if let Some(want) = message {
-                            assert_eq!(m, want, "reply message");
-                        }
-                    }
-                    _ => panic!("reply {text}, expected code {code:?}"),
-                }
+        let keys = oracle::keys(text).unwrap_or_default();
+        match (oracle::at_client(text), e) {
+            (AtClient::Ok { id }, Expect::Reply { id: want, code, .. }) => {
+                assert_eq!((&id, None), (want, *code), "reply {text}");
+                assert_eq!(keys, ["type", "id"], "the keys of {text}");
                 self.replies_out += 1;
             }
-            (ClientFrame::Error(err), Expect::ErrorFrame(code)) => assert_eq!(err.code, *code),
-            (ClientFrame::Chunk, Expect::Chunk(c)) => assert_eq!(text, c, "chunk text"),
-            (ClientFrame::Request(r), Expect::ServerRequest(id)) => {
-                assert_eq!((&*r.id, &*r.method), (id.as_str(), "POST"));
+            (
+                AtClient::Error { id, code, message },
+                Expect::Reply {
+                    id: want,
+                    code: Some(want_code),
+                    message: want_message,
+                },
+            ) => {
+                assert_eq!((&id, code), (want, *want_code), "reply {text}");
+                if let Some(want) = want_message {
+                    assert_eq!(&message, want, "reply message");
+                }
+                assert_eq!(
+                    keys,
+                    ["type", "id", "code", "message"],
+                    "the keys of {text}"
+                );
+                self.replies_out += 1;
+            }
+            (AtClient::ErrorFrame { code, .. }, Expect::ErrorFrame(want)) => {
+                assert_eq!(code, *want, "error frame {text}");
+            }
+            (AtClient::Chunk, Expect::Chunk(c)) => assert_eq!(text, c, "chunk text"),
+            (
+                AtClient::Request {
+                    id,
+                    method,
+                    headers,
+                    body,
+                },
+                Expect::ServerRequest {
+                    id: want,
+                    headers: want_headers,
+                    body: want_body,
+                },
+            ) => {
+                assert_eq!((&id, method.as_str()), (want, "POST"), "{text}");
+                assert_eq!(&headers, want_headers, "headers of {text}");
+                assert_eq!(&body, want_body, "body of {text}");
+                // §3.2: `headers` omitted when empty, `body` when absent.
+                let mut want_keys = vec!["id", "method"];
+                want_keys.extend(want_headers.first().map(|_| "headers"));
+                want_keys.extend(want_body.as_ref().map(|_| "body"));
+                assert_eq!(keys, want_keys, "the keys of {text}");
             }
             (got, e) => panic!("server transmitted {text} ({got:?}), the model expected {e:?}"),
         }
@@ -886,47 +910,25 @@ impl Harness {
 
     fn drain_events(&mut self) {
         let mut n = 0;
-        while let Some(event) = self.s.poll_event() {
+        while let Some(event) = poll_server(&mut self.s) {
             n += 1;
             assert!(n < 100_000, "events never stop");
             let expected = self.m.events.pop_front();
-            match (event, expected) {
-                (ServerEvent::Body(b), Some(Ev::Body(want))) => assert_eq!(b, want),
-                (ServerEvent::Request(r), Some(Ev::Request { id, response_id })) => {
-                    let crate::wire::ClientRequestKind::AgentCompletionNotify {
-                        response_id: rid,
-                        ..
-                    } = &r.kind;
-                    assert_eq!((&*r.id, &**rid), (id.as_str(), response_id.as_str()));
+            assert_eq!(Some(&event), expected.as_ref(), "server event");
+            match event {
+                Ev::Request { id, .. } => {
                     self.seen_requests.learn(&id);
                     self.report.requests_seen += 1;
                 }
-                (
-                    ServerEvent::ServerRequestEnded { id, outcome },
-                    Some(Ev::Ended {
-                        id: want,
-                        outcome: o,
-                    }),
-                ) => {
-                    assert_eq!(id, want, "ended server request");
-                    let got = match outcome {
-                        Outcome::Answered(r) => OutcomeKind::Answered(r.status),
-                        Outcome::TimedOut => OutcomeKind::TimedOut,
-                        Outcome::SessionEnded => OutcomeKind::SessionEnded,
-                    };
-                    assert_eq!(got, o, "outcome of {id}");
+                Ev::Ended { id, .. } => {
                     assert!(self.minted.contains(&id), "{id} was never sent");
                     assert!(self.ended.insert(id.clone()), "{id} ended twice");
                 }
-                (ServerEvent::Writable, Some(Ev::Writable)) => {}
-                (ServerEvent::End(r), Some(Ev::End(want))) => {
-                    assert_eq!(r, want, "end reason");
+                Ev::End(r) => {
                     self.end_events += 1;
                     self.report.end = Some(r);
                 }
-                (event, expected) => {
-                    panic!("server event {event:?}, the model expected {expected:?}")
-                }
+                Ev::Body(_) | Ev::Writable => {}
             }
         }
         assert!(
@@ -976,10 +978,8 @@ impl Harness {
             assert_eq!(s.queued_bytes(), 0);
         }
         assert_eq!(s.wants_input(), m.phase != Phase::Closed && !self.full());
-        let stats = crate::stats::Stats {
-            chunks: m.chunks,
-            ..m.stats
-        };
+        let mut stats = m.stats;
+        stats.chunks = m.chunks;
         assert_eq!(s.stats(), stats, "counters of dropped and refused frames");
     }
 

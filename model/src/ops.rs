@@ -3,12 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use arbitrary::Arbitrary;
+use wirestream_proto::Config;
+
+use crate::io::Frame;
 
 /// Picks an id: one the side knows (live or already ended), one of a few
 /// strangers (empty, escaped, non-ASCII, long), or a fresh one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Arbitrary)]
 pub struct Pick(pub u8);
 
 /// Ids no engine minted.
@@ -55,8 +57,7 @@ impl Ids {
 }
 
 /// How far the fake clock moves; it never goes back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Arbitrary)]
 pub enum Advance {
     /// A small step.
     Millis(u16),
@@ -85,8 +86,7 @@ impl Advance {
 }
 
 /// The deadline a command asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Arbitrary)]
 pub enum Timeout {
     /// `None`: the config's default.
     Default,
@@ -107,8 +107,7 @@ impl Timeout {
 }
 
 /// A frame that is not an envelope: control frames, size edges, the close.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Arbitrary)]
 pub enum Control {
     /// A binary frame.
     Binary,
@@ -137,22 +136,20 @@ impl Control {
     }
 
     /// The frame, given the text from [`Control::text`].
-    pub(crate) fn inbound(self, text: Option<&str>) -> crate::frame::Inbound<'_> {
-        use crate::frame::{CloseCode, Inbound};
+    pub(crate) fn frame(self, text: Option<String>) -> Frame {
         match (self, text) {
-            (_, Some(t)) => Inbound::Text(t),
-            (Self::Binary, None) => Inbound::Binary,
-            (Self::Ping, None) => Inbound::Ping,
-            (Self::Pong | Self::AtLimit | Self::OverLimit, None) => Inbound::Pong,
-            (Self::Oversize, None) => Inbound::Oversize,
-            (Self::Close(c), None) => Inbound::Close(c.map(CloseCode)),
+            (_, Some(t)) => Frame::Text(t),
+            (Self::Binary, None) => Frame::Binary,
+            (Self::Ping, None) => Frame::Ping,
+            (Self::Pong | Self::AtLimit | Self::OverLimit, None) => Frame::Pong,
+            (Self::Oversize, None) => Frame::Oversize,
+            (Self::Close(c), None) => Frame::Close(c),
         }
     }
 }
 
 /// A text frame matching no rule, or malformed in one precise way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Arbitrary)]
 pub struct Junk {
     /// Which junk.
     pub kind: u8,
@@ -202,8 +199,7 @@ impl Junk {
 
 /// Small limits, so that a short run reaches every one of them. Each field
 /// is mapped onto a small range (zero included where a zero is legal).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Arbitrary)]
 pub struct Limits {
     /// Outbound frames queued: 0..=7 (0 is raised to 1).
     pub frames: u8,
@@ -231,19 +227,18 @@ impl Limits {
     /// The session config these limits describe.
     pub fn config(self) -> Config {
         let ms = |n: u8| Duration::from_millis(u64::from(n) * 50);
-        Config {
-            body_timeout: ms(self.body),
-            max_frame_size: 160 + usize::from(self.frame_size) * 16,
-            max_client_requests: usize::from(self.client_requests % 5),
-            request_timeout: ms(self.request),
-            max_server_requests: usize::from(self.server_requests % 5),
-            drain_timeout: ms(self.drain),
-            close_timeout: ms(self.close),
-            max_queued_frames: usize::from(self.frames % 8),
-            max_queued_bytes: 64 + usize::from(self.bytes) * 16,
-            max_emitted_ids: usize::from(self.emitted % 5),
-        }
-        .normalized()
+        let mut c = Config::default();
+        c.body_timeout = ms(self.body);
+        c.max_frame_size = 160 + usize::from(self.frame_size) * 16;
+        c.max_client_requests = usize::from(self.client_requests % 5);
+        c.request_timeout = ms(self.request);
+        c.max_server_requests = usize::from(self.server_requests % 5);
+        c.drain_timeout = ms(self.drain);
+        c.close_timeout = ms(self.close);
+        c.max_queued_frames = usize::from(self.frames % 8);
+        c.max_queued_bytes = 64 + usize::from(self.bytes) * 16;
+        c.max_emitted_ids = usize::from(self.emitted % 5);
+        c.normalized()
     }
 }
 
