@@ -22,7 +22,7 @@ use wirestream_proto::{
     RequestError, ResponseError, ServerRequest,
 };
 
-use crate::driver::{Driver, Side};
+use crate::driver::{Application, Driver};
 use crate::random::OsRandom;
 use crate::rt::Runtime;
 use crate::socket::{ConnectError, Direction, Tap, connect_websocket};
@@ -178,7 +178,7 @@ impl<R: Runtime> Client<R> {
         let (end_tx, end_rx) = oneshot::channel();
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFY_CHANNEL);
         let (responses_tx, responses) = mpsc::unbounded();
-        let side = ClientSide {
+        let app = ClientApp {
             rt: self.rt.clone(),
             chunks: Some(chunks_tx),
             end: Some(end_tx),
@@ -191,7 +191,7 @@ impl<R: Runtime> Client<R> {
             handler: self.handler,
             waiting: HashMap::new(),
         };
-        let driver = Driver::new(self.rt.clone(), ws, engine, side, self.tap);
+        let driver = Driver::new(self.rt.clone(), ws, engine, app, self.tap);
         self.rt.spawn(async move {
             driver.run().await;
         });
@@ -403,8 +403,8 @@ impl Notifier {
     }
 }
 
-/// The client's application side of the driver loop.
-struct ClientSide<R> {
+/// The client's application half of the driver loop.
+struct ClientApp<R> {
     rt: R,
     chunks: Option<mpsc::Sender<Delivery>>,
     end: Option<oneshot::Sender<EndReason>>,
@@ -418,7 +418,7 @@ struct ClientSide<R> {
     waiting: HashMap<String, oneshot::Sender<Result<(), NotifyError>>>,
 }
 
-impl<R: Runtime> ClientSide<R> {
+impl<R: Runtime> ClientApp<R> {
     /// Hands a chunk or the failure to [`Chunks`]; gives it back when the
     /// application is behind. Hangs up when the application dropped it.
     fn hand_over(
@@ -502,7 +502,7 @@ fn notify_result(outcome: Outcome<Result<(), RequestError>>) -> Result<(), Notif
     }
 }
 
-impl<R: Runtime> Side for ClientSide<R> {
+impl<R: Runtime> Application for ClientApp<R> {
     type Engine = ClientSession;
 
     fn deliver(

@@ -87,8 +87,9 @@ engine!(ServerSession, ServerEvent);
 engine!(ClientSession, ClientEvent);
 
 /// The application's half of a connection: where events go and where
-/// commands come from. The server and client roles implement it.
-pub(crate) trait Side {
+/// commands come from. The server and client roles implement it (not to be
+/// confused with `wirestream_proto::testing::Side`, which names a role).
+pub(crate) trait Application {
     type Engine: Engine;
 
     /// Hands one event to the application. An event it cannot take now is
@@ -118,13 +119,13 @@ enum Reading {
     Done,
 }
 
-/// One connection: socket, engine, timer and the application's side.
-pub(crate) struct Driver<R: Runtime, S, D: Side> {
-    // Dropped in this order: the application's side (which leaves the
+/// One connection: socket, engine, timer and the application half.
+pub(crate) struct Driver<R: Runtime, S, A: Application> {
+    // Dropped in this order: the application half (which leaves the
     // registry) before the socket, so that once the peer sees the
     // connection close, the registry no longer lists it.
-    side: D,
-    engine: D::Engine,
+    app: A,
+    engine: A::Engine,
     ws: WebSocketStream<S>,
     rt: R,
     tap: Option<Tap>,
@@ -132,7 +133,7 @@ pub(crate) struct Driver<R: Runtime, S, D: Side> {
     out: Option<Message>,
     unflushed: bool,
     reading: Reading,
-    parked: Option<<D::Engine as Engine>::Event>,
+    parked: Option<<A::Engine as Engine>::Event>,
     armed: Option<Instant>,
     sleep: Option<Pin<Box<R::Sleep>>>,
     /// Alternates which input is tried first, for fairness.
@@ -143,24 +144,24 @@ pub(crate) struct Driver<R: Runtime, S, D: Side> {
     end: Option<EndReason>,
 }
 
-impl<R, S, D> Driver<R, S, D>
+impl<R, S, A> Driver<R, S, A>
 where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin,
-    D: Side,
+    A: Application,
 {
     pub(crate) fn new(
         rt: R,
         ws: WebSocketStream<S>,
-        engine: D::Engine,
-        side: D,
+        engine: A::Engine,
+        app: A,
         tap: Option<Tap>,
     ) -> Self {
         Self {
             rt,
             ws,
             engine,
-            side,
+            app,
             tap,
             out: None,
             unflushed: false,
@@ -232,12 +233,12 @@ where
     fn deliver(&mut self, cx: &mut Context<'_>) -> bool {
         let mut moved = false;
         if self.parked.is_some() {
-            if self.side.poll_deliver(cx, &mut self.engine).is_pending() {
+            if self.app.poll_deliver(cx, &mut self.engine).is_pending() {
                 return false;
             }
             if let Some(event) = self.parked.take() {
                 moved = true;
-                if let Err(event) = self.side.deliver(&mut self.engine, event) {
+                if let Err(event) = self.app.deliver(&mut self.engine, event) {
                     self.parked = Some(event);
                     return moved;
                 }
@@ -245,10 +246,10 @@ where
         }
         while let Some(event) = self.engine.poll_event() {
             moved = true;
-            if let Some(reason) = D::Engine::end_of(&event) {
+            if let Some(reason) = A::Engine::end_of(&event) {
                 self.end.get_or_insert(reason);
             }
-            if let Err(event) = self.side.deliver(&mut self.engine, event) {
+            if let Err(event) = self.app.deliver(&mut self.engine, event) {
                 // The next round polls `poll_deliver`, which registers the
                 // wake-up for when it can go.
                 self.parked = Some(event);
@@ -407,6 +408,6 @@ where
     }
 
     fn command(&mut self, cx: &mut Context<'_>) -> bool {
-        self.side.poll_command(cx, &mut self.engine).is_ready()
+        self.app.poll_command(cx, &mut self.engine).is_ready()
     }
 }

@@ -27,7 +27,7 @@ use wirestream_proto::{
     ServerSession,
 };
 
-use crate::driver::{Driver, Side};
+use crate::driver::{Application, Driver};
 use crate::random::OsRandom;
 use crate::registry::{
     Attached, HttpRequest, MAILBOX, Mailbox, Outgoing, Registry, Reply, RequestFailed, ask,
@@ -187,7 +187,7 @@ impl<R: Runtime> Server<R> {
                 conn: attached.as_ref().map(Attached::id),
             },
         };
-        let side = ServerSide {
+        let app = ServerApp {
             rt: self.rt.clone(),
             start: Some((handler, session)),
             produced,
@@ -205,7 +205,7 @@ impl<R: Runtime> Server<R> {
             _attached: attached,
             _body: PhantomData,
         };
-        Driver::new(self.rt.clone(), ws, engine, side, self.tap.clone())
+        Driver::new(self.rt.clone(), ws, engine, app, self.tap.clone())
             .run()
             .await
     }
@@ -622,8 +622,8 @@ impl Drop for Detached {
     }
 }
 
-/// The server's application side of the driver loop.
-struct ServerSide<R, B, H> {
+/// The server's application half of the driver loop.
+struct ServerApp<R, B, H> {
     rt: R,
     /// The handler and its session, until the body arrives.
     start: Option<(H, Session)>,
@@ -645,7 +645,7 @@ struct ServerSide<R, B, H> {
     _body: PhantomData<fn() -> B>,
 }
 
-impl<R, B, H> Drop for ServerSide<R, B, H> {
+impl<R, B, H> Drop for ServerApp<R, B, H> {
     fn drop(&mut self) {
         // The connection is over: a handler still running is dropped at its
         // next await (it has nobody left to stream to).
@@ -655,7 +655,7 @@ impl<R, B, H> Drop for ServerSide<R, B, H> {
     }
 }
 
-impl<R, B, H, Fut> ServerSide<R, B, H>
+impl<R, B, H, Fut> ServerApp<R, B, H>
 where
     R: Runtime,
     B: DeserializeOwned + Send + 'static,
@@ -747,7 +747,7 @@ where
     }
 }
 
-impl<R, B, H, Fut> Side for ServerSide<R, B, H>
+impl<R, B, H, Fut> Application for ServerApp<R, B, H>
 where
     R: Runtime,
     B: DeserializeOwned + Send + 'static,
