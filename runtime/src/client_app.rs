@@ -14,6 +14,7 @@ use wirestream_proto::{ClientEvent, ClientSession, EndReason, Error, Headers, Se
 use crate::chunks::Delivery;
 use crate::driver::Application;
 use crate::notifier::{NotifyCommand, NotifyError, notify_result};
+use crate::parked::{Parked, Room};
 use crate::rt::Runtime;
 use crate::server_request::HttpResponse;
 
@@ -26,10 +27,8 @@ pub(crate) struct ClientApp<R> {
     rt: R,
     chunks: Option<mpsc::Sender<Delivery>>,
     end: Option<oneshot::Sender<EndReason>>,
-    notifies: mpsc::Receiver<NotifyCommand>,
-    notifies_open: bool,
-    parked_notify: Option<NotifyCommand>,
-    writable: bool,
+    notifies: Parked<NotifyCommand>,
+    room: Room,
     responses: mpsc::UnboundedReceiver<(String, HttpResponse)>,
     responses_tx: mpsc::UnboundedSender<(String, HttpResponse)>,
     handler: Option<Handler>,
@@ -52,10 +51,8 @@ impl<R: Runtime> ClientApp<R> {
             rt,
             chunks: Some(chunks),
             end: Some(end),
-            notifies,
-            notifies_open: true,
-            parked_notify: None,
-            writable: false,
+            notifies: Parked::new(notifies),
+            room: Room::default(),
             responses,
             responses_tx,
             handler,
@@ -95,10 +92,7 @@ impl<R: Runtime> ClientApp<R> {
             Ok(id) => {
                 self.waiting.insert(id, command.reply);
             }
-            Err(Error::Full) => {
-                self.parked_notify = Some(command);
-                self.writable = false;
-            }
+            Err(Error::Full) => self.notifies.park(&mut self.room, command),
             Err(Error::TooManyRequests) => {
                 let _ = command.reply.send(Err(NotifyError::TooManyRequests));
             }
@@ -162,7 +156,7 @@ impl<R: Runtime> Application for ClientApp<R> {
                 Ok(())
             }
             ClientEvent::Writable => {
-                self.writable = true;
+                self.room.writable();
                 Ok(())
             }
             ClientEvent::End(reason) => {
@@ -204,21 +198,13 @@ impl<R: Runtime> Application for ClientApp<R> {
             respond(engine, &id, &response);
             return Poll::Ready(());
         }
-        if self.writable {
-            if let Some(command) = self.parked_notify.take() {
-                self.notify(engine, command);
-                return Poll::Ready(());
-            }
+        if let Some(command) = self.notifies.retry(&self.room) {
+            self.notify(engine, command);
+            return Poll::Ready(());
         }
-        if self.parked_notify.is_none() && self.notifies_open {
-            match self.notifies.poll_next_unpin(cx) {
-                Poll::Ready(Some(command)) => {
-                    self.notify(engine, command);
-                    return Poll::Ready(());
-                }
-                Poll::Ready(None) => self.notifies_open = false,
-                Poll::Pending => {}
-            }
+        if let Poll::Ready(Some(command)) = self.notifies.poll_next(cx) {
+            self.notify(engine, command);
+            return Poll::Ready(());
         }
         Poll::Pending
     }

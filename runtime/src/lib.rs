@@ -30,6 +30,7 @@ mod detached;
 mod driver;
 mod http;
 mod notifier;
+mod parked;
 mod random;
 mod registry;
 mod rt;

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use wirestream_proto::{Error, Refused, ServerEvent, ServerSession};
 
 use crate::driver::Application;
+use crate::parked::{Parked, Room};
 use crate::registry::Attached;
 use crate::rt::Runtime;
 use crate::server_request::{Outgoing, Reply, RequestFailed, reply_of};
@@ -28,16 +29,11 @@ pub(crate) struct ServerApp<R, B, H> {
     rt: R,
     /// The handler and its session, until the body arrives.
     start: Option<(H, Session)>,
-    produced: mpsc::Receiver<Produced>,
-    produced_open: bool,
-    parked_chunk: Option<(Box<RawValue>, Vec<Box<str>>)>,
+    produced: Parked<Produced>,
     answers: mpsc::UnboundedReceiver<Answer>,
     answers_tx: mpsc::UnboundedSender<Answer>,
-    outgoing: mpsc::Receiver<Outgoing>,
-    outgoing_open: bool,
-    parked_request: Option<Outgoing>,
-    /// The engine said `Writable` since a command was refused as `Full`.
-    writable: bool,
+    outgoing: Parked<Outgoing>,
+    room: Room,
     requests_tx: Option<mpsc::UnboundedSender<IncomingRequest>>,
     waiting: HashMap<String, oneshot::Sender<Reply>>,
     abort: Option<AbortHandle>,
@@ -80,15 +76,11 @@ where
         Self {
             rt,
             start: Some(start),
-            produced,
-            produced_open: true,
-            parked_chunk: None,
+            produced: Parked::new(produced),
             answers,
             answers_tx,
-            outgoing,
-            outgoing_open: true,
-            parked_request: None,
-            writable: false,
+            outgoing: Parked::new(outgoing),
+            room: Room::default(),
             requests_tx: Some(requests),
             waiting: HashMap::new(),
             abort: None,
@@ -116,8 +108,8 @@ where
             value,
         }) = engine.send_chunk(chunk, &ids)
         {
-            self.parked_chunk = Some((value, ids));
-            self.writable = false;
+            self.produced
+                .park(&mut self.room, Produced::Chunk(value, ids));
         }
     }
 
@@ -133,7 +125,6 @@ where
             }
             None => {
                 // The handler's task died (a panic) without ending the stream.
-                self.produced_open = false;
                 let _ = engine.fail(now, &handler_vanished());
             }
         }
@@ -160,10 +151,7 @@ where
             Ok(id) => {
                 self.waiting.insert(id, outgoing.reply);
             }
-            Err(Error::Full) => {
-                self.parked_request = Some(outgoing);
-                self.writable = false;
-            }
+            Err(Error::Full) => self.outgoing.park(&mut self.room, outgoing),
             Err(Error::TooManyRequests) => {
                 let _ = outgoing.reply.send(Err(RequestFailed::TooManyRequests));
             }
@@ -211,7 +199,7 @@ where
                     let _ = reply.send(reply_of(outcome));
                 }
             }
-            ServerEvent::Writable => self.writable = true,
+            ServerEvent::Writable => self.room.writable(),
             ServerEvent::End(_) => self.requests_tx = None,
         }
         Ok(())
@@ -226,31 +214,21 @@ where
             self.answer(engine, answer);
             return Poll::Ready(());
         }
-        if self.writable {
-            if let Some((chunk, ids)) = self.parked_chunk.take() {
-                self.chunk(engine, chunk, ids);
-                return Poll::Ready(());
-            }
-            if let Some(outgoing) = self.parked_request.take() {
-                self.request(engine, outgoing);
-                return Poll::Ready(());
-            }
+        if let Some(produced) = self.produced.retry(&self.room) {
+            self.produced(engine, Some(produced));
+            return Poll::Ready(());
         }
-        if self.parked_chunk.is_none() && self.produced_open {
-            if let Poll::Ready(produced) = self.produced.poll_next_unpin(cx) {
-                self.produced(engine, produced);
-                return Poll::Ready(());
-            }
+        if let Some(outgoing) = self.outgoing.retry(&self.room) {
+            self.request(engine, outgoing);
+            return Poll::Ready(());
         }
-        if self.parked_request.is_none() && self.outgoing_open {
-            match self.outgoing.poll_next_unpin(cx) {
-                Poll::Ready(Some(outgoing)) => {
-                    self.request(engine, outgoing);
-                    return Poll::Ready(());
-                }
-                Poll::Ready(None) => self.outgoing_open = false,
-                Poll::Pending => {}
-            }
+        if let Poll::Ready(produced) = self.produced.poll_next(cx) {
+            self.produced(engine, produced);
+            return Poll::Ready(());
+        }
+        if let Poll::Ready(Some(outgoing)) = self.outgoing.poll_next(cx) {
+            self.request(engine, outgoing);
+            return Poll::Ready(());
         }
         Poll::Pending
     }
