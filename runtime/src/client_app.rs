@@ -22,6 +22,17 @@ use crate::server_request::HttpResponse;
 pub(crate) type Handler =
     Arc<dyn Fn(ServerRequest<'static>) -> BoxFuture<'static, HttpResponse> + Send + Sync>;
 
+/// What the client's application asks of the engine, in the order
+/// [`poll_command`](Application::poll_command) looks for it.
+pub(crate) enum Command {
+    /// The application dropped the stream of chunks.
+    HangUp,
+    /// A handler's response to the server request with this id.
+    Respond(String, HttpResponse),
+    /// A notify.
+    Notify(NotifyCommand),
+}
+
 /// The client's application half of the driver loop.
 pub(crate) struct ClientApp<R> {
     rt: R,
@@ -66,6 +77,7 @@ impl<R: Runtime> ClientApp<R> {
         &mut self,
         engine: &mut ClientSession,
         delivery: Delivery,
+        now: Instant,
     ) -> Result<(), Delivery> {
         let Some(tx) = &mut self.chunks else {
             return Ok(());
@@ -74,20 +86,20 @@ impl<R: Runtime> ClientApp<R> {
             Ok(()) => Ok(()),
             Err(e) if e.is_full() => Err(e.into_inner()),
             Err(_) => {
-                self.chunks = None;
-                let _ = engine.close(Instant::now());
+                self.hang_up(engine, now);
                 Ok(())
             }
         }
     }
 
-    fn notify(&mut self, engine: &mut ClientSession, command: NotifyCommand) {
-        let sent = engine.notify(
-            Instant::now(),
-            &command.response_id,
-            &command.content,
-            command.timeout,
-        );
+    /// The application dropped the stream of chunks: hang up.
+    fn hang_up(&mut self, engine: &mut ClientSession, now: Instant) {
+        self.chunks = None;
+        let _ = engine.close(now);
+    }
+
+    fn notify(&mut self, engine: &mut ClientSession, command: NotifyCommand, now: Instant) {
+        let sent = engine.notify(now, &command.response_id, &command.content, command.timeout);
         match sent {
             Ok(id) => {
                 self.waiting.insert(id, command.reply);
@@ -102,10 +114,15 @@ impl<R: Runtime> ClientApp<R> {
         }
     }
 
-    fn server_request(&mut self, engine: &mut ClientSession, request: ServerRequest<'static>) {
+    fn server_request(
+        &mut self,
+        engine: &mut ClientSession,
+        request: ServerRequest<'static>,
+        now: Instant,
+    ) {
         let Some(handler) = &self.handler else {
             let id = &request.id;
-            let _ = engine.respond(Instant::now(), id, 501, &Headers::new(), None);
+            let _ = engine.respond(now, id, 501, &Headers::new(), None);
             return;
         };
         let id = request.id.clone().into_owned();
@@ -113,7 +130,7 @@ impl<R: Runtime> ClientApp<R> {
         // A handler that answers at once is answered inline; one that waits
         // runs on its own task.
         if let Some(response) = (&mut response).now_or_never() {
-            respond(engine, &id, &response);
+            respond(engine, &id, &response, now);
             return;
         }
         let responses = self.responses_tx.clone();
@@ -125,28 +142,30 @@ impl<R: Runtime> ClientApp<R> {
 }
 
 /// Answers the server request `id` (already ended, if the session is over).
-fn respond(engine: &mut ClientSession, id: &str, response: &HttpResponse) {
+fn respond(engine: &mut ClientSession, id: &str, response: &HttpResponse, now: Instant) {
     let body = response.body.as_deref();
-    let _ = engine.respond(Instant::now(), id, response.status, &response.headers, body);
+    let _ = engine.respond(now, id, response.status, &response.headers, body);
 }
 
 impl<R: Runtime> Application for ClientApp<R> {
     type Engine = ClientSession;
+    type Command = Command;
 
     fn deliver(
         &mut self,
         engine: &mut ClientSession,
         event: ClientEvent,
+        now: Instant,
     ) -> Result<(), ClientEvent> {
         match event {
             ClientEvent::Chunk(text) => self
-                .hand_over(engine, Delivery::Chunk(text))
+                .hand_over(engine, Delivery::Chunk(text), now)
                 .map_err(Delivery::into_event),
             ClientEvent::StreamFailed(e) => self
-                .hand_over(engine, Delivery::Failed(e))
+                .hand_over(engine, Delivery::Failed(e), now)
                 .map_err(Delivery::into_event),
             ClientEvent::ServerRequest(request) => {
-                self.server_request(engine, request);
+                self.server_request(engine, request, now);
                 Ok(())
             }
             ClientEvent::NotifyEnded { id, outcome } => {
@@ -168,44 +187,41 @@ impl<R: Runtime> Application for ClientApp<R> {
         }
     }
 
-    fn poll_deliver(&mut self, cx: &mut Context<'_>, engine: &mut ClientSession) -> Poll<()> {
-        let Some(tx) = &mut self.chunks else {
-            return Poll::Ready(());
-        };
-        match tx.poll_ready(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(()),
-            Poll::Ready(Err(_)) => {
-                // The application dropped the stream: hang up.
-                self.chunks = None;
-                let _ = engine.close(Instant::now());
-                Poll::Ready(())
-            }
+    fn poll_deliver(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.chunks {
+            // Ready, or the application dropped the stream, which the
+            // delivery finds.
+            Some(tx) => tx.poll_ready(cx).map(|_| ()),
+            None => Poll::Ready(()),
         }
     }
 
-    fn poll_command(&mut self, cx: &mut Context<'_>, engine: &mut ClientSession) -> Poll<()> {
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
         if let Some(end) = &mut self.end {
             if end.poll_canceled(cx).is_ready() {
-                // The application dropped the stream of chunks: hang up.
-                self.end = None;
-                self.chunks = None;
-                let _ = engine.close(Instant::now());
-                return Poll::Ready(());
+                return Poll::Ready(Command::HangUp);
             }
         }
         if let Poll::Ready(Some((id, response))) = self.responses.poll_next_unpin(cx) {
-            respond(engine, &id, &response);
-            return Poll::Ready(());
+            return Poll::Ready(Command::Respond(id, response));
         }
         if let Some(command) = self.notifies.retry(&self.room) {
-            self.notify(engine, command);
-            return Poll::Ready(());
+            return Poll::Ready(Command::Notify(command));
         }
         if let Poll::Ready(Some(command)) = self.notifies.poll_next(cx) {
-            self.notify(engine, command);
-            return Poll::Ready(());
+            return Poll::Ready(Command::Notify(command));
         }
         Poll::Pending
+    }
+
+    fn apply(&mut self, engine: &mut ClientSession, command: Command, now: Instant) {
+        match command {
+            Command::HangUp => {
+                self.end = None;
+                self.hang_up(engine, now);
+            }
+            Command::Respond(id, response) => respond(engine, &id, &response, now),
+            Command::Notify(command) => self.notify(engine, command, now),
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_tungstenite::tungstenite::Message;
 use futures_util::StreamExt;
@@ -117,9 +117,8 @@ pub async fn stream<R: Runtime>(rt: R, body: DemoBody, mut session: Session) -> 
     let interval = Duration::from_millis(body.interval_ms.min(MAX_INTERVAL_MS));
     for i in 0..body.chunks {
         if i > 0 {
-            let at = Instant::now()
-                .checked_add(interval)
-                .unwrap_or_else(Instant::now);
+            let now = rt.now();
+            let at = now.checked_add(interval).unwrap_or(now);
             rt.sleep_until(at).await;
         }
         let chunk = AgentCompletionChunk::new(&completion);

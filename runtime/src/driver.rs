@@ -89,8 +89,12 @@ engine!(ClientSession, ClientEvent);
 /// The application's half of a connection: where events go and where
 /// commands come from. The server and client roles implement it (not to be
 /// confused with `wirestream_proto::testing::Side`, which names a role).
+///
+/// The driver reads the clock; `now` is the time of the input at hand.
 pub(crate) trait Application {
     type Engine: Engine;
+    /// What the application asks of the engine.
+    type Command;
 
     /// Hands one event to the application. An event it cannot take now is
     /// handed back; the driver then reads nothing more and delivers nothing
@@ -99,15 +103,19 @@ pub(crate) trait Application {
         &mut self,
         engine: &mut Self::Engine,
         event: <Self::Engine as Engine>::Event,
+        now: Instant,
     ) -> Result<(), <Self::Engine as Engine>::Event>;
 
-    /// Ready when a handed-back event can be delivered again.
-    fn poll_deliver(&mut self, cx: &mut Context<'_>, engine: &mut Self::Engine) -> Poll<()>;
+    /// Ready when a handed-back event can be delivered again (or the
+    /// application has gone, which [`deliver`](Self::deliver) then finds).
+    fn poll_deliver(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 
-    /// Applies at most one command of the application to the engine:
-    /// `Ready(())` when it applied one, `Pending` (wakers registered) when
+    /// The application's next command: `Pending` (wakers registered) when
     /// none is waiting.
-    fn poll_command(&mut self, cx: &mut Context<'_>, engine: &mut Self::Engine) -> Poll<()>;
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Self::Command>;
+
+    /// Applies a command to the engine.
+    fn apply(&mut self, engine: &mut Self::Engine, command: Self::Command, now: Instant);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -136,6 +144,8 @@ pub(crate) struct Driver<R: Runtime, S, A: Application> {
     parked: Option<<A::Engine as Engine>::Event>,
     armed: Option<Instant>,
     sleep: Option<Pin<Box<R::Sleep>>>,
+    /// When the input at hand came (the clock is read once per input).
+    now: Instant,
     /// Alternates which input is tried first, for fairness.
     socket_first: bool,
     /// The socket had nothing to read earlier in this poll; its waker is
@@ -158,6 +168,7 @@ where
         tap: Option<Tap>,
     ) -> Self {
         Self {
+            now: rt.now(),
             rt,
             ws,
             engine,
@@ -196,7 +207,8 @@ where
                 // Everything the engine wanted to say is written; the peer's
                 // reply can no longer be read.
                 self.reading = Reading::Done;
-                self.engine.handle_transport_lost(Instant::now());
+                let now = self.clock();
+                self.engine.handle_transport_lost(now);
                 continue;
             }
             if self.engine.is_closed() && self.parked.is_none() {
@@ -233,12 +245,13 @@ where
     fn deliver(&mut self, cx: &mut Context<'_>) -> bool {
         let mut moved = false;
         if self.parked.is_some() {
-            if self.app.poll_deliver(cx, &mut self.engine).is_pending() {
+            if self.app.poll_deliver(cx).is_pending() {
                 return false;
             }
             if let Some(event) = self.parked.take() {
                 moved = true;
-                if let Err(event) = self.app.deliver(&mut self.engine, event) {
+                let now = self.clock();
+                if let Err(event) = self.app.deliver(&mut self.engine, event, now) {
                     self.parked = Some(event);
                     return moved;
                 }
@@ -249,7 +262,7 @@ where
             if let Some(reason) = A::Engine::end_of(&event) {
                 self.end.get_or_insert(reason);
             }
-            if let Err(event) = self.app.deliver(&mut self.engine, event) {
+            if let Err(event) = self.app.deliver(&mut self.engine, event, self.now) {
                 // The next round polls `poll_deliver`, which registers the
                 // wake-up for when it can go.
                 self.parked = Some(event);
@@ -319,7 +332,8 @@ where
         self.out = None;
         self.unflushed = false;
         self.reading = Reading::Done;
-        self.engine.handle_transport_lost(Instant::now());
+        let now = self.clock();
+        self.engine.handle_transport_lost(now);
     }
 
     /// Feeds the engine's deadline if it has come; true if the engine was
@@ -338,7 +352,7 @@ where
             };
             let covered = self.armed.is_some_and(|armed| armed <= deadline);
             if !covered {
-                let now = Instant::now();
+                let now = self.clock();
                 if now >= deadline {
                     self.engine.handle_timeout(now);
                     return true;
@@ -373,7 +387,7 @@ where
             self.read_idle = true;
             return false;
         };
-        let now = Instant::now();
+        let now = self.clock();
         match item {
             Some(Ok(message)) => {
                 if let Some(tap) = &self.tap {
@@ -407,7 +421,20 @@ where
         true
     }
 
+    /// Feeds one command of the application, if one is waiting.
     fn command(&mut self, cx: &mut Context<'_>) -> bool {
-        self.app.poll_command(cx, &mut self.engine).is_ready()
+        let Poll::Ready(command) = self.app.poll_command(cx) else {
+            return false;
+        };
+        let now = self.clock();
+        self.app.apply(&mut self.engine, command, now);
+        true
+    }
+
+    /// Reads the clock for the input at hand; events that input raises are
+    /// delivered with the same time.
+    fn clock(&mut self) -> Instant {
+        self.now = self.rt.now();
+        self.now
     }
 }

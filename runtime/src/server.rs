@@ -6,7 +6,6 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::time::Instant;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as Handshake};
@@ -111,7 +110,7 @@ impl<R: Runtime> Server<R> {
         C: FnOnce(&Handshake) -> Result<(), ErrorResponse> + Unpin,
     {
         let handshake = pin!(accept_websocket(stream, &self.config, check));
-        let deadline = Instant::now().checked_add(self.config.body_timeout);
+        let deadline = self.rt.now().checked_add(self.config.body_timeout);
         let Some(deadline) = deadline else {
             return handshake.await;
         };
@@ -141,7 +140,7 @@ impl<R: Runtime> Server<R> {
         H: FnOnce(B, Session) -> Fut + Send + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        let now = Instant::now();
+        let now = self.rt.now();
         let mut engine = ServerSession::new(self.config.clone(), now, OsRandom::new());
         let (mailbox, outgoing) = mpsc::channel(MAILBOX);
         let attached = match self.registry.attach(mailbox.clone()) {

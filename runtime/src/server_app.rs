@@ -24,6 +24,17 @@ use crate::session::{
     Answer, HandlerResult, IncomingRequest, Produced, Session, handler_vanished, spawn_handler,
 };
 
+/// What the handler's side asks of the engine, in the order
+/// [`poll_command`](Application::poll_command) looks for it.
+pub(crate) enum Command {
+    /// An answer to a client request (or its drop).
+    Answer(Answer),
+    /// The handler's next chunk or its end; `None`: its task died.
+    Produced(Option<Produced>),
+    /// A server request.
+    Request(Outgoing),
+}
+
 /// The server's application half of the driver loop.
 pub(crate) struct ServerApp<R, B, H> {
     rt: R,
@@ -89,14 +100,14 @@ where
         }
     }
 
-    fn start(&mut self, engine: &mut ServerSession, text: &str) {
+    fn start(&mut self, engine: &mut ServerSession, text: &str, now: Instant) {
         let Some((handler, session)) = self.start.take() else {
             return;
         };
         match serde_json::from_str::<B>(text) {
             Ok(body) => self.abort = Some(spawn_handler(&self.rt, handler, body, session)),
             Err(e) => {
-                let _ = engine.reject_body(Instant::now(), e);
+                let _ = engine.reject_body(now, e);
             }
         }
     }
@@ -113,8 +124,7 @@ where
         }
     }
 
-    fn produced(&mut self, engine: &mut ServerSession, produced: Option<Produced>) {
-        let now = Instant::now();
+    fn produced(&mut self, engine: &mut ServerSession, produced: Option<Produced>, now: Instant) {
         match produced {
             Some(Produced::Chunk(chunk, ids)) => self.chunk(engine, chunk, ids),
             Some(Produced::End(Ok(()))) => {
@@ -130,7 +140,7 @@ where
         }
     }
 
-    fn request(&mut self, engine: &mut ServerSession, outgoing: Outgoing) {
+    fn request(&mut self, engine: &mut ServerSession, outgoing: Outgoing, now: Instant) {
         let request = &outgoing.request;
         if request
             .body
@@ -141,7 +151,7 @@ where
             return;
         }
         let sent = engine.send_server_request(
-            Instant::now(),
+            now,
             &request.method,
             &request.headers,
             request.body.as_deref(),
@@ -161,11 +171,11 @@ where
         }
     }
 
-    fn answer(&mut self, engine: &mut ServerSession, answer: Answer) {
+    fn answer(engine: &mut ServerSession, answer: Answer, now: Instant) {
         // Already answered by the engine (drain timeout, end): nothing to do.
         let _ = match answer.result {
-            Some(result) => engine.respond(Instant::now(), &answer.id, result),
-            None => engine.respond_dropped(Instant::now(), &answer.id),
+            Some(result) => engine.respond(now, &answer.id, result),
+            None => engine.respond_dropped(now, &answer.id),
         };
     }
 }
@@ -178,14 +188,16 @@ where
     Fut: Future<Output = HandlerResult> + Send + 'static,
 {
     type Engine = ServerSession;
+    type Command = Command;
 
     fn deliver(
         &mut self,
         engine: &mut ServerSession,
         event: ServerEvent,
+        now: Instant,
     ) -> Result<(), ServerEvent> {
         match event {
-            ServerEvent::Body(text) => self.start(engine, &text),
+            ServerEvent::Body(text) => self.start(engine, &text, now),
             ServerEvent::Request(request) => {
                 let request = IncomingRequest::new(request, self.answers_tx.clone());
                 if let Some(tx) = &self.requests_tx {
@@ -205,31 +217,34 @@ where
         Ok(())
     }
 
-    fn poll_deliver(&mut self, _cx: &mut Context<'_>, _engine: &mut ServerSession) -> Poll<()> {
+    fn poll_deliver(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
         Poll::Ready(())
     }
 
-    fn poll_command(&mut self, cx: &mut Context<'_>, engine: &mut ServerSession) -> Poll<()> {
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
         if let Poll::Ready(Some(answer)) = self.answers.poll_next_unpin(cx) {
-            self.answer(engine, answer);
-            return Poll::Ready(());
+            return Poll::Ready(Command::Answer(answer));
         }
         if let Some(produced) = self.produced.retry(&self.room) {
-            self.produced(engine, Some(produced));
-            return Poll::Ready(());
+            return Poll::Ready(Command::Produced(Some(produced)));
         }
         if let Some(outgoing) = self.outgoing.retry(&self.room) {
-            self.request(engine, outgoing);
-            return Poll::Ready(());
+            return Poll::Ready(Command::Request(outgoing));
         }
         if let Poll::Ready(produced) = self.produced.poll_next(cx) {
-            self.produced(engine, produced);
-            return Poll::Ready(());
+            return Poll::Ready(Command::Produced(produced));
         }
         if let Poll::Ready(Some(outgoing)) = self.outgoing.poll_next(cx) {
-            self.request(engine, outgoing);
-            return Poll::Ready(());
+            return Poll::Ready(Command::Request(outgoing));
         }
         Poll::Pending
+    }
+
+    fn apply(&mut self, engine: &mut ServerSession, command: Command, now: Instant) {
+        match command {
+            Command::Answer(answer) => Self::answer(engine, answer, now),
+            Command::Produced(produced) => self.produced(engine, produced, now),
+            Command::Request(outgoing) => self.request(engine, outgoing, now),
+        }
     }
 }
