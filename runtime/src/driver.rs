@@ -19,7 +19,7 @@ use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 use wirestream_proto::{
-    ClientEvent, ClientSession, EndReason, Inbound, ServerEvent, ServerSession, Transmit,
+    ClientEvent, ClientSession, EndReason, Inbound, ServerEvent, ServerSession, Stats, Transmit,
 };
 
 use crate::rt::Runtime;
@@ -41,6 +41,7 @@ pub(crate) trait Engine {
     fn poll_timeout(&self) -> Option<Instant>;
     fn wants_input(&self) -> bool;
     fn is_closed(&self) -> bool;
+    fn stats(&self) -> Stats;
     /// The end, if the event is the session's end.
     fn end_of(event: &Self::Event) -> Option<EndReason>;
 }
@@ -72,6 +73,9 @@ macro_rules! engine {
             }
             fn is_closed(&self) -> bool {
                 <$session>::is_closed(self)
+            }
+            fn stats(&self) -> Stats {
+                <$session>::stats(self)
             }
             fn end_of(event: &$event) -> Option<EndReason> {
                 match event {
@@ -186,11 +190,13 @@ where
         }
     }
 
-    /// Runs the connection to its end and returns how it ended.
-    pub(crate) async fn run(mut self) -> EndReason {
+    /// Runs the connection to its end and returns how it ended, with the
+    /// engine's counters.
+    pub(crate) async fn run(mut self) -> (EndReason, Stats) {
         poll_fn(|cx| self.poll_drive(cx)).await;
         // A session always reports its end; this is only a fallback.
-        self.end.unwrap_or(EndReason::TransportLost)
+        let end = self.end.unwrap_or(EndReason::TransportLost);
+        (end, self.engine.stats())
     }
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {

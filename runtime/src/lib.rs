@@ -49,7 +49,7 @@ pub use notifier::{Notifier, NotifyError};
 pub use random::OsRandom;
 pub use registry::Registry;
 pub use rt::{Listener, Runtime};
-pub use server::Server;
+pub use server::{Served, Server};
 pub use server_request::{HttpRequest, HttpResponse, RequestFailed};
 pub use session::{ChunkSender, HandlerResult, IncomingRequest, Requests, SendError, Session};
 pub use socket::{
@@ -58,5 +58,5 @@ pub use socket::{
 pub use wirestream_proto::{
     self as proto, ClientRequest, ClientRequestKind, CloseCode, Config, EndReason, Headers, Json,
     Registered, RegistryError, RegistryLimits, RequestError, ResponseError, ServerRequest,
-    ServerResponse, Transport,
+    ServerResponse, Stats, Transport,
 };

@@ -14,7 +14,7 @@ use futures_channel::mpsc;
 use futures_util::future::{Either, select};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use serde::de::DeserializeOwned;
-use wirestream_proto::{Config, EndReason, ResponseError, ServerSession};
+use wirestream_proto::{Config, EndReason, ResponseError, ServerSession, Stats};
 
 use crate::driver::Driver;
 use crate::random::OsRandom;
@@ -24,6 +24,17 @@ use crate::server_app::ServerApp;
 use crate::server_request::MAILBOX;
 use crate::session::{CHUNK_CHANNEL, HandlerResult, Session};
 use crate::socket::{Direction, Tap, accept_websocket};
+
+/// How a session [`Server::serve`] ran ended, and what it counted.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Served {
+    /// How the session ended (reported once by the engine).
+    pub end: EndReason,
+    /// The engine's counters at the end: frames dropped, requests refused,
+    /// chunks sent.
+    pub stats: Stats,
+}
 
 /// Serves the wirestream protocol on a [`Runtime`]: the limits, the
 /// registry and an optional wiretap, shared by every connection it serves.
@@ -124,7 +135,7 @@ impl<R: Runtime> Server<R> {
     }
 
     /// Serves one session (PROTOCOL.md §2) over `ws` and returns how it
-    /// ended.
+    /// ended, with its counters.
     ///
     /// The body frame is deserialized as `B`; a body that does not fit is
     /// answered `400` and `Close(1003)` without calling `handler`. Otherwise
@@ -133,7 +144,7 @@ impl<R: Runtime> Server<R> {
     /// connection ends first (the client hangs up, a limit is breached), the
     /// handler is dropped at its next await, its [`Session::send`] fails,
     /// pending server requests fail, and the connection leaves the registry.
-    pub async fn serve<S, B, H, Fut>(&self, ws: WebSocketStream<S>, handler: H) -> EndReason
+    pub async fn serve<S, B, H, Fut>(&self, ws: WebSocketStream<S>, handler: H) -> Served
     where
         S: AsyncRead + AsyncWrite + Unpin,
         B: DeserializeOwned + Send + 'static,
@@ -173,9 +184,9 @@ impl<R: Runtime> Server<R> {
             requests_tx,
             attached,
         );
-        Driver::new(self.rt.clone(), ws, engine, app, self.tap.clone())
-            .run()
-            .await
+        let driver = Driver::new(self.rt.clone(), ws, engine, app, self.tap.clone());
+        let (end, stats) = driver.run().await;
+        Served { end, stats }
     }
 
     /// Accepts connections on `listener` until it fails: each is handshaken

@@ -19,7 +19,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use wirestream_runtime::demo::PATH;
 use wirestream_runtime::{
-    Config, EndReason, HandlerResult, Listener, Registry, Runtime, Server, Session, only_path,
+    Config, EndReason, HandlerResult, Listener, Registry, Runtime, Served, Server, Session,
+    only_path,
 };
 
 pub use wirestream_smol::Smol;
@@ -96,7 +97,7 @@ pub async fn eventually<R: Runtime>(rt: &R, mut condition: impl FnMut() -> bool)
 }
 
 /// A server on 127.0.0.1:0 serving one handler at the demo path; records how
-/// each connection ended; stops accepting when dropped.
+/// each connection ended (and its counters); stops accepting when dropped.
 pub struct TestServer<R: Runtime> {
     rt: R,
     /// `ws://127.0.0.1:PORT/agent/completions`.
@@ -105,7 +106,7 @@ pub struct TestServer<R: Runtime> {
     pub addr: SocketAddr,
     /// The registry its sessions are registered in.
     pub registry: Registry,
-    ends: mpsc::UnboundedReceiver<EndReason>,
+    ends: mpsc::UnboundedReceiver<Served>,
     abort: AbortHandle,
 }
 
@@ -150,6 +151,11 @@ impl<R: Runtime> TestServer<R> {
 
     /// How the next connection to end ended.
     pub async fn next_end(&mut self) -> EndReason {
+        self.next_served().await.end
+    }
+
+    /// How the next connection to end ended, with its counters.
+    pub async fn next_served(&mut self) -> Served {
         let rt = self.rt.clone();
         patiently(&rt, self.ends.next())
             .await

@@ -70,7 +70,8 @@ fn fast(chunks: u32) -> DemoBody {
 }
 
 /// §2.1 streaming and end: N chunks in order, then Close(1000), reported
-/// once; the registry is empty after the connection.
+/// once (with the chunks counted); the registry is empty after the
+/// connection.
 async fn happy_path<R: Runtime>(rt: R) {
     let mut server = TestServer::start(&rt, Config::default(), demo_handler(&rt)).await;
     let (mut chunks, _notifier) = Client::new(rt.clone(), &server.url)
@@ -88,7 +89,9 @@ async fn happy_path<R: Runtime>(rt: R) {
             .all(|c| c.id == got[0].id && c.object == "agent.completion.chunk")
     );
     assert_eq!(chunks.end(), Some(NORMAL));
-    assert_eq!(server.next_end().await, EndReason::Local(CloseCode::NORMAL));
+    let served = server.next_served().await;
+    assert_eq!(served.end, EndReason::Local(CloseCode::NORMAL));
+    assert_eq!(served.stats.chunks, 4);
     assert!(server.registry.is_empty());
 }
 
