@@ -24,8 +24,6 @@
 mod chunks;
 mod client;
 mod client_app;
-#[cfg(feature = "demo")]
-pub mod demo;
 mod detached;
 mod driver;
 mod http;

@@ -17,7 +17,7 @@ use futures_channel::mpsc;
 use futures_util::future::{AbortHandle, Either, abortable, select};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
-use wirestream_runtime::demo::PATH;
+use wirestream_demo::PATH;
 use wirestream_runtime::{
     Config, EndReason, HandlerResult, Listener, Registry, Runtime, Served, Server, Session,
     only_path,

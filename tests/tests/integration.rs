@@ -10,8 +10,8 @@ use async_tungstenite::tungstenite::{Bytes, Message};
 use futures_channel::oneshot;
 use futures_util::StreamExt;
 use serde_json::json;
+use wirestream_demo::{self as demo, AgentCompletionChunk, DemoBody};
 use wirestream_proto::CloseCode;
-use wirestream_runtime::demo::{self, AgentCompletionChunk, DemoBody};
 use wirestream_runtime::{
     Client, Config, ConnectError, EndReason, HttpRequest, HttpResponse, NotifyError, Registered,
     RequestError, RequestFailed, ResponseError, Runtime, Session, StreamError, tungstenite,
