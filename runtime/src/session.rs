@@ -343,7 +343,7 @@ impl IncomingRequest {
     pub fn response_id(&self) -> Option<&str> {
         match &self.request.kind {
             ClientRequestKind::AgentCompletionNotify { response_id, .. } => Some(response_id),
-            #[allow(unreachable_patterns)]
+            // Another kind: `ClientRequestKind` is `#[non_exhaustive]`.
             _ => None,
         }
     }
@@ -353,7 +353,7 @@ impl IncomingRequest {
     pub fn content(&self) -> Option<&Json<'static>> {
         match &self.request.kind {
             ClientRequestKind::AgentCompletionNotify { content, .. } => Some(content),
-            #[allow(unreachable_patterns)]
+            // Another kind: `ClientRequestKind` is `#[non_exhaustive]`.
             _ => None,
         }
     }
