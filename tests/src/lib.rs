@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
@@ -67,7 +67,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Awaits `future`, failing the test if it takes longer than `limit`.
 pub async fn within<R: Runtime, F: Future>(rt: &R, limit: Duration, future: F) -> F::Output {
-    let sleep = pin!(rt.sleep_until(Instant::now() + limit));
+    let sleep = pin!(rt.sleep_until(rt.now() + limit));
     match select(pin!(future), sleep).await {
         Either::Left((output, _)) => output,
         Either::Right(_) => panic!("no progress within {limit:?}"),
@@ -79,18 +79,13 @@ pub async fn patiently<R: Runtime, F: Future>(rt: &R, future: F) -> F::Output {
     within(rt, PATIENCE, future).await
 }
 
-/// Sleeps for `duration` (only to observe that something does *not*
-/// happen; protocol timing uses small configs instead).
-pub async fn pause<R: Runtime>(rt: &R, duration: Duration) {
-    rt.sleep_until(Instant::now() + duration).await;
-}
-
 /// Waits until `condition` holds (checked every 5 ms), failing after
-/// [`PATIENCE`].
+/// [`PATIENCE`]. Scenarios wait on events (this, a channel, a frame), never
+/// for a while.
 pub async fn eventually<R: Runtime>(rt: &R, mut condition: impl FnMut() -> bool) {
     patiently(rt, async {
         while !condition() {
-            pause(rt, Duration::from_millis(5)).await;
+            rt.sleep_until(rt.now() + Duration::from_millis(5)).await;
         }
     })
     .await;
