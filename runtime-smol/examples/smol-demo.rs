@@ -7,5 +7,5 @@ use std::process::ExitCode;
 use wirestream_smol::Smol;
 
 fn main() -> ExitCode {
-    smol::block_on(wirestream_runtime::demo::main(Smol, "smol"))
+    smol::block_on(wirestream_demo::main(Smol, "smol"))
 }

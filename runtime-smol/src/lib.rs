@@ -2,7 +2,7 @@
 //! users: both run on async-io), over async-tungstenite.
 //!
 //! This crate is the [`Smol`] implementation of
-//! [`wirestream_runtime::Runtime`] (sleep, spawn, listen, accept, connect)
+//! [`wirestream_runtime::Runtime`] (clock, sleep, spawn, listen, accept, connect)
 //! and re-exports the runtime-agnostic API with it filled in; the driver
 //! loop itself lives in `wirestream-runtime`, shared with `wirestream-tokio`.
 //!
@@ -41,7 +41,7 @@ use smol::net::{TcpListener, TcpStream};
 
 pub use wirestream_runtime::*;
 
-/// The smol runtime, for the driver: `async_io::Timer`, `smol::spawn` (the
+/// The smol runtime, for the driver: std's clock, `async_io::Timer`, `smol::spawn` (the
 /// global executor) and smol's TCP sockets.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Smol;
@@ -56,6 +56,10 @@ impl Runtime for Smol {
     type Sleep = Timer;
     type Listener = TcpListener;
     type Stream = TcpStream;
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 
     fn sleep_until(&self, deadline: Instant) -> Timer {
         Timer::at(deadline)

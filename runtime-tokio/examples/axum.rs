@@ -31,7 +31,7 @@ use futures_util::StreamExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde_json::value::RawValue;
-use wirestream_runtime::demo::{self, DemoBody};
+use wirestream_demo::{self as demo, DemoBody};
 use wirestream_tokio::{
     HttpRequest, ResponseError, Server, Session, Tokio, Transport, WebSocketStream,
     select_transport, sse_event, websocket_config,

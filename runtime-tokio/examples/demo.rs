@@ -8,5 +8,5 @@ use wirestream_tokio::Tokio;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    wirestream_runtime::demo::main(Tokio, "tokio").await
+    wirestream_demo::main(Tokio, "tokio").await
 }

@@ -1,7 +1,7 @@
 //! Serve and consume the wirestream protocol on tokio, over async-tungstenite.
 //!
 //! This crate is the [`Tokio`] implementation of
-//! [`wirestream_runtime::Runtime`] (sleep, spawn, listen, accept, connect)
+//! [`wirestream_runtime::Runtime`] (clock, sleep, spawn, listen, accept, connect)
 //! and re-exports the runtime-agnostic API with it filled in; the driver
 //! loop itself lives in `wirestream-runtime`, shared with `wirestream-smol`.
 //!
@@ -39,8 +39,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use wirestream_runtime::*;
 
-/// The tokio runtime, for the driver: `tokio::time::sleep_until`,
-/// `tokio::spawn` and tokio's TCP sockets. Its methods must be called from
+/// The tokio runtime, for the driver: `tokio::time::Instant`,
+/// `tokio::time::sleep_until`, `tokio::spawn` and tokio's TCP sockets. Its methods must be called from
 /// within a tokio runtime.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tokio;
@@ -58,6 +58,10 @@ impl Runtime for Tokio {
     type Sleep = tokio::time::Sleep;
     type Listener = TcpListener;
     type Stream = TokioStream;
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
 
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
         tokio::time::sleep_until(deadline.into())

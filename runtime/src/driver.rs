@@ -19,7 +19,7 @@ use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 use wirestream_proto::{
-    ClientEvent, ClientSession, EndReason, Inbound, ServerEvent, ServerSession, Transmit,
+    ClientEvent, ClientSession, EndReason, Inbound, ServerEvent, ServerSession, Stats, Transmit,
 };
 
 use crate::rt::Runtime;
@@ -41,6 +41,7 @@ pub(crate) trait Engine {
     fn poll_timeout(&self) -> Option<Instant>;
     fn wants_input(&self) -> bool;
     fn is_closed(&self) -> bool;
+    fn stats(&self) -> Stats;
     /// The end, if the event is the session's end.
     fn end_of(event: &Self::Event) -> Option<EndReason>;
 }
@@ -73,6 +74,9 @@ macro_rules! engine {
             fn is_closed(&self) -> bool {
                 <$session>::is_closed(self)
             }
+            fn stats(&self) -> Stats {
+                <$session>::stats(self)
+            }
             fn end_of(event: &$event) -> Option<EndReason> {
                 match event {
                     $event::End(reason) => Some(*reason),
@@ -87,9 +91,14 @@ engine!(ServerSession, ServerEvent);
 engine!(ClientSession, ClientEvent);
 
 /// The application's half of a connection: where events go and where
-/// commands come from. The server and client roles implement it.
-pub(crate) trait Side {
+/// commands come from. The server and client roles implement it (not to be
+/// confused with `wirestream_proto::testing::Side`, which names a role).
+///
+/// The driver reads the clock; `now` is the time of the input at hand.
+pub(crate) trait Application {
     type Engine: Engine;
+    /// What the application asks of the engine.
+    type Command;
 
     /// Hands one event to the application. An event it cannot take now is
     /// handed back; the driver then reads nothing more and delivers nothing
@@ -98,15 +107,19 @@ pub(crate) trait Side {
         &mut self,
         engine: &mut Self::Engine,
         event: <Self::Engine as Engine>::Event,
+        now: Instant,
     ) -> Result<(), <Self::Engine as Engine>::Event>;
 
-    /// Ready when a handed-back event can be delivered again.
-    fn poll_deliver(&mut self, cx: &mut Context<'_>, engine: &mut Self::Engine) -> Poll<()>;
+    /// Ready when a handed-back event can be delivered again (or the
+    /// application has gone, which [`deliver`](Self::deliver) then finds).
+    fn poll_deliver(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 
-    /// Applies at most one command of the application to the engine:
-    /// `Ready(())` when it applied one, `Pending` (wakers registered) when
+    /// The application's next command: `Pending` (wakers registered) when
     /// none is waiting.
-    fn poll_command(&mut self, cx: &mut Context<'_>, engine: &mut Self::Engine) -> Poll<()>;
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Self::Command>;
+
+    /// Applies a command to the engine.
+    fn apply(&mut self, engine: &mut Self::Engine, command: Self::Command, now: Instant);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -118,13 +131,13 @@ enum Reading {
     Done,
 }
 
-/// One connection: socket, engine, timer and the application's side.
-pub(crate) struct Driver<R: Runtime, S, D: Side> {
-    // Dropped in this order: the application's side (which leaves the
+/// One connection: socket, engine, timer and the application half.
+pub(crate) struct Driver<R: Runtime, S, A: Application> {
+    // Dropped in this order: the application half (which leaves the
     // registry) before the socket, so that once the peer sees the
     // connection close, the registry no longer lists it.
-    side: D,
-    engine: D::Engine,
+    app: A,
+    engine: A::Engine,
     ws: WebSocketStream<S>,
     rt: R,
     tap: Option<Tap>,
@@ -132,9 +145,11 @@ pub(crate) struct Driver<R: Runtime, S, D: Side> {
     out: Option<Message>,
     unflushed: bool,
     reading: Reading,
-    parked: Option<<D::Engine as Engine>::Event>,
+    parked: Option<<A::Engine as Engine>::Event>,
     armed: Option<Instant>,
     sleep: Option<Pin<Box<R::Sleep>>>,
+    /// When the input at hand came (the clock is read once per input).
+    now: Instant,
     /// Alternates which input is tried first, for fairness.
     socket_first: bool,
     /// The socket had nothing to read earlier in this poll; its waker is
@@ -143,24 +158,25 @@ pub(crate) struct Driver<R: Runtime, S, D: Side> {
     end: Option<EndReason>,
 }
 
-impl<R, S, D> Driver<R, S, D>
+impl<R, S, A> Driver<R, S, A>
 where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin,
-    D: Side,
+    A: Application,
 {
     pub(crate) fn new(
         rt: R,
         ws: WebSocketStream<S>,
-        engine: D::Engine,
-        side: D,
+        engine: A::Engine,
+        app: A,
         tap: Option<Tap>,
     ) -> Self {
         Self {
+            now: rt.now(),
             rt,
             ws,
             engine,
-            side,
+            app,
             tap,
             out: None,
             unflushed: false,
@@ -174,11 +190,13 @@ where
         }
     }
 
-    /// Runs the connection to its end and returns how it ended.
-    pub(crate) async fn run(mut self) -> EndReason {
+    /// Runs the connection to its end and returns how it ended, with the
+    /// engine's counters.
+    pub(crate) async fn run(mut self) -> (EndReason, Stats) {
         poll_fn(|cx| self.poll_drive(cx)).await;
         // A session always reports its end; this is only a fallback.
-        self.end.unwrap_or(EndReason::TransportLost)
+        let end = self.end.unwrap_or(EndReason::TransportLost);
+        (end, self.engine.stats())
     }
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -195,7 +213,8 @@ where
                 // Everything the engine wanted to say is written; the peer's
                 // reply can no longer be read.
                 self.reading = Reading::Done;
-                self.engine.handle_transport_lost(Instant::now());
+                let now = self.clock();
+                self.engine.handle_transport_lost(now);
                 continue;
             }
             if self.engine.is_closed() && self.parked.is_none() {
@@ -232,12 +251,13 @@ where
     fn deliver(&mut self, cx: &mut Context<'_>) -> bool {
         let mut moved = false;
         if self.parked.is_some() {
-            if self.side.poll_deliver(cx, &mut self.engine).is_pending() {
+            if self.app.poll_deliver(cx).is_pending() {
                 return false;
             }
             if let Some(event) = self.parked.take() {
                 moved = true;
-                if let Err(event) = self.side.deliver(&mut self.engine, event) {
+                let now = self.clock();
+                if let Err(event) = self.app.deliver(&mut self.engine, event, now) {
                     self.parked = Some(event);
                     return moved;
                 }
@@ -245,10 +265,10 @@ where
         }
         while let Some(event) = self.engine.poll_event() {
             moved = true;
-            if let Some(reason) = D::Engine::end_of(&event) {
+            if let Some(reason) = A::Engine::end_of(&event) {
                 self.end.get_or_insert(reason);
             }
-            if let Err(event) = self.side.deliver(&mut self.engine, event) {
+            if let Err(event) = self.app.deliver(&mut self.engine, event, self.now) {
                 // The next round polls `poll_deliver`, which registers the
                 // wake-up for when it can go.
                 self.parked = Some(event);
@@ -318,7 +338,8 @@ where
         self.out = None;
         self.unflushed = false;
         self.reading = Reading::Done;
-        self.engine.handle_transport_lost(Instant::now());
+        let now = self.clock();
+        self.engine.handle_transport_lost(now);
     }
 
     /// Feeds the engine's deadline if it has come; true if the engine was
@@ -337,7 +358,7 @@ where
             };
             let covered = self.armed.is_some_and(|armed| armed <= deadline);
             if !covered {
-                let now = Instant::now();
+                let now = self.clock();
                 if now >= deadline {
                     self.engine.handle_timeout(now);
                     return true;
@@ -372,7 +393,7 @@ where
             self.read_idle = true;
             return false;
         };
-        let now = Instant::now();
+        let now = self.clock();
         match item {
             Some(Ok(message)) => {
                 if let Some(tap) = &self.tap {
@@ -406,7 +427,20 @@ where
         true
     }
 
+    /// Feeds one command of the application, if one is waiting.
     fn command(&mut self, cx: &mut Context<'_>) -> bool {
-        self.side.poll_command(cx, &mut self.engine).is_ready()
+        let Poll::Ready(command) = self.app.poll_command(cx) else {
+            return false;
+        };
+        let now = self.clock();
+        self.app.apply(&mut self.engine, command, now);
+        true
+    }
+
+    /// Reads the clock for the input at hand; events that input raises are
+    /// delivered with the same time.
+    fn clock(&mut self) -> Instant {
+        self.now = self.rt.now();
+        self.now
     }
 }

@@ -21,31 +21,40 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod chunks;
 mod client;
-#[cfg(feature = "demo")]
-pub mod demo;
+mod client_app;
+mod detached;
 mod driver;
 mod http;
+mod notifier;
+mod parked;
 mod random;
 mod registry;
 mod rt;
 mod server;
+mod server_app;
+mod server_request;
+mod session;
 mod socket;
 
 pub use async_tungstenite::{self, WebSocketStream, tungstenite};
-pub use client::{Chunks, Client, HttpResponse, Notifier, NotifyError, StreamError};
+pub use chunks::{Chunks, StreamError};
+pub use client::Client;
+pub use detached::Detached;
 pub use http::{select_transport, sse_event};
+pub use notifier::{Notifier, NotifyError};
 pub use random::OsRandom;
-pub use registry::{HttpRequest, Registry, RequestFailed};
+pub use registry::Registry;
 pub use rt::{Listener, Runtime};
-pub use server::{
-    ChunkSender, Detached, HandlerResult, IncomingRequest, Requests, SendError, Server, Session,
-};
+pub use server::{Served, Server};
+pub use server_request::{HttpRequest, HttpResponse, RequestFailed};
+pub use session::{ChunkSender, HandlerResult, IncomingRequest, Requests, SendError, Session};
 pub use socket::{
     ConnectError, Direction, Tap, accept_websocket, only_path, refuse, websocket_config,
 };
 pub use wirestream_proto::{
     self as proto, ClientRequest, ClientRequestKind, CloseCode, Config, EndReason, Headers, Json,
     Registered, RegistryError, RegistryLimits, RequestError, ResponseError, ServerRequest,
-    ServerResponse, Transport,
+    ServerResponse, Stats, Transport,
 };

@@ -1,5 +1,5 @@
-//! What the driver needs from an async runtime: a timer, a way to spawn and
-//! TCP sockets. The tokio and smol adapters implement it; nothing else in
+//! What the driver needs from an async runtime: a clock, a timer, a way to
+//! spawn and TCP sockets. The tokio and smol adapters implement it; nothing else in
 //! this crate knows which runtime it runs on.
 
 use std::future::Future;
@@ -12,7 +12,8 @@ use futures_util::io::{AsyncRead, AsyncWrite};
 /// An async runtime, as the driver sees it.
 ///
 /// Implemented by `wirestream_tokio::Tokio` and `wirestream_smol::Smol`; the
-/// two differ only here: how they sleep, spawn, listen, accept and connect.
+/// two differ only here: how they read the clock, sleep, spawn, listen,
+/// accept and connect.
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// The future [`sleep_until`](Self::sleep_until) returns.
     type Sleep: Future + Send + 'static;
@@ -21,6 +22,10 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// A connected TCP socket, as a `futures-io` byte stream (what
     /// async-tungstenite runs over).
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The current time, on the clock [`sleep_until`](Self::sleep_until)
+    /// waits on. The driver reads it once per input it feeds the engine.
+    fn now(&self) -> Instant;
 
     /// A future that completes at `deadline`.
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep;

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
@@ -17,9 +17,10 @@ use futures_channel::mpsc;
 use futures_util::future::{AbortHandle, Either, abortable, select};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
-use wirestream_runtime::demo::PATH;
+use wirestream_demo::PATH;
 use wirestream_runtime::{
-    Config, EndReason, HandlerResult, Listener, Registry, Runtime, Server, Session, only_path,
+    Config, EndReason, HandlerResult, Listener, Registry, Runtime, Served, Server, Session,
+    only_path,
 };
 
 pub use wirestream_smol::Smol;
@@ -66,7 +67,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Awaits `future`, failing the test if it takes longer than `limit`.
 pub async fn within<R: Runtime, F: Future>(rt: &R, limit: Duration, future: F) -> F::Output {
-    let sleep = pin!(rt.sleep_until(Instant::now() + limit));
+    let sleep = pin!(rt.sleep_until(rt.now() + limit));
     match select(pin!(future), sleep).await {
         Either::Left((output, _)) => output,
         Either::Right(_) => panic!("no progress within {limit:?}"),
@@ -78,25 +79,20 @@ pub async fn patiently<R: Runtime, F: Future>(rt: &R, future: F) -> F::Output {
     within(rt, PATIENCE, future).await
 }
 
-/// Sleeps for `duration` (only to observe that something does *not*
-/// happen; protocol timing uses small configs instead).
-pub async fn pause<R: Runtime>(rt: &R, duration: Duration) {
-    rt.sleep_until(Instant::now() + duration).await;
-}
-
 /// Waits until `condition` holds (checked every 5 ms), failing after
-/// [`PATIENCE`].
+/// [`PATIENCE`]. Scenarios wait on events (this, a channel, a frame), never
+/// for a while.
 pub async fn eventually<R: Runtime>(rt: &R, mut condition: impl FnMut() -> bool) {
     patiently(rt, async {
         while !condition() {
-            pause(rt, Duration::from_millis(5)).await;
+            rt.sleep_until(rt.now() + Duration::from_millis(5)).await;
         }
     })
     .await;
 }
 
 /// A server on 127.0.0.1:0 serving one handler at the demo path; records how
-/// each connection ended; stops accepting when dropped.
+/// each connection ended (and its counters); stops accepting when dropped.
 pub struct TestServer<R: Runtime> {
     rt: R,
     /// `ws://127.0.0.1:PORT/agent/completions`.
@@ -105,7 +101,7 @@ pub struct TestServer<R: Runtime> {
     pub addr: SocketAddr,
     /// The registry its sessions are registered in.
     pub registry: Registry,
-    ends: mpsc::UnboundedReceiver<EndReason>,
+    ends: mpsc::UnboundedReceiver<Served>,
     abort: AbortHandle,
 }
 
@@ -150,6 +146,11 @@ impl<R: Runtime> TestServer<R> {
 
     /// How the next connection to end ended.
     pub async fn next_end(&mut self) -> EndReason {
+        self.next_served().await.end
+    }
+
+    /// How the next connection to end ended, with its counters.
+    pub async fn next_served(&mut self) -> Served {
         let rt = self.rt.clone();
         patiently(&rt, self.ends.next())
             .await

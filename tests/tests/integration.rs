@@ -2,23 +2,22 @@
 //! real loopback TCP, against a server on 127.0.0.1:0. Each names the rule
 //! of PROTOCOL.md it pins.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use async_tungstenite::tungstenite::{Bytes, Message};
-use futures_channel::oneshot;
-use futures_util::StreamExt;
+use futures_channel::{mpsc, oneshot};
+use futures_util::future::{Either, select};
+use futures_util::{FutureExt, StreamExt};
 use serde_json::json;
+use wirestream_demo::{self as demo, AgentCompletionChunk, DemoBody};
 use wirestream_proto::CloseCode;
-use wirestream_runtime::demo::{self, AgentCompletionChunk, DemoBody};
 use wirestream_runtime::{
     Client, Config, ConnectError, EndReason, HttpRequest, HttpResponse, NotifyError, Registered,
     RequestError, RequestFailed, ResponseError, Runtime, Session, StreamError, tungstenite,
 };
-use wirestream_tests::{
-    Raw, TestServer, eventually, on_both_runtimes, patiently, pause, quick_config,
-};
+use wirestream_tests::{Raw, TestServer, eventually, on_both_runtimes, patiently, quick_config};
 
 on_both_runtimes!(
     happy_path,
@@ -70,7 +69,8 @@ fn fast(chunks: u32) -> DemoBody {
 }
 
 /// §2.1 streaming and end: N chunks in order, then Close(1000), reported
-/// once; the registry is empty after the connection.
+/// once (with the chunks counted); the registry is empty after the
+/// connection.
 async fn happy_path<R: Runtime>(rt: R) {
     let mut server = TestServer::start(&rt, Config::default(), demo_handler(&rt)).await;
     let (mut chunks, _notifier) = Client::new(rt.clone(), &server.url)
@@ -88,7 +88,9 @@ async fn happy_path<R: Runtime>(rt: R) {
             .all(|c| c.id == got[0].id && c.object == "agent.completion.chunk")
     );
     assert_eq!(chunks.end(), Some(NORMAL));
-    assert_eq!(server.next_end().await, EndReason::Local(CloseCode::NORMAL));
+    let served = server.next_served().await;
+    assert_eq!(served.end, EndReason::Local(CloseCode::NORMAL));
+    assert_eq!(served.stats.chunks, 4);
     assert!(server.registry.is_empty());
 }
 
@@ -383,10 +385,23 @@ async fn drain_answers_then_closes<R: Runtime>(rt: R) {
     assert_eq!(raw.expect_json().await["id"], "agc-1");
     raw.text(&notify_frame("late", "agc-1")).await;
     raw.text(&notify_frame("never", "agc-1")).await;
-    // Give the handler time to return (nothing on the wire tells): the
-    // session then drains, and a new request is refused. The engine's rule
-    // itself is pinned to the frame in wirestream-proto's tests.
-    pause(&rt, Duration::from_millis(100)).await;
+    // Wait for the handler to return and the session to drain: nothing on
+    // the wire says so, but probes do. A probe the engine still accepts is
+    // dropped with the handler's request stream and answered 500; once the
+    // session drains, one is answered 404. (The engine's rule itself is
+    // pinned to the frame in wirestream-proto's tests.)
+    for probe in 0.. {
+        let id = format!("probe-{probe}");
+        raw.text(&notify_frame(&id, "agc-1")).await;
+        let reply = raw.expect_json().await;
+        assert_eq!(reply["id"], id.as_str());
+        match reply["code"].as_u64() {
+            Some(404) => break,
+            Some(500) => {}
+            other => panic!("unexpected reply to a probe: {other:?}"),
+        }
+    }
+    // Draining: a new request is refused by the engine.
     raw.text(&notify_frame("after", "agc-1")).await;
     let reply = raw.expect_json().await;
     assert_eq!(reply["id"], "after");
@@ -538,15 +553,17 @@ async fn server_request_default_501<R: Runtime>(rt: R) {
     assert_eq!(response.status, 501);
 }
 
-/// What a streaming handler tells the test: how many chunks it sent, and
-/// (by dropping `gone`) that it has ended.
+/// What a streaming handler tells the test: how many chunks it sent, how
+/// many it had sent each time a send had to wait, and (by dropping `gone`)
+/// that it has ended.
 struct Producer {
     sent: Arc<AtomicUsize>,
+    stalls: mpsc::UnboundedReceiver<usize>,
     gone: oneshot::Receiver<()>,
 }
 
 /// A handler that registers "s-h" and streams 1 KiB chunks as fast as it
-/// may, until the session ends.
+/// may, until the session ends; reports each send that has to wait.
 fn producer() -> (
     Producer,
     impl FnOnce(
@@ -561,6 +578,7 @@ fn producer() -> (
     let (alive, gone) = oneshot::channel::<()>();
     let alive = Arc::new(std::sync::Mutex::new(Some(alive)));
     let counter = sent.clone();
+    let (stalled, stalls) = mpsc::unbounded();
     let handler = move |_: serde_json::Value,
                         mut session: Session|
           -> futures_util::future::BoxFuture<'static, _> {
@@ -568,13 +586,23 @@ fn producer() -> (
             let _alive = alive.lock().unwrap().take();
             session.register_session("s-h").unwrap();
             let chunk = json!({"id": "agc-1", "pad": "x".repeat(1000)});
-            while session.send(&chunk, ["agc-1"]).await.is_ok() {
+            loop {
+                let mut send = pin!(session.send(&chunk, ["agc-1"]));
+                let sent = match send.as_mut().now_or_never() {
+                    Some(sent) => sent,
+                    None => {
+                        let _ = stalled.unbounded_send(counter.load(Ordering::SeqCst));
+                        send.await
+                    }
+                };
+                if sent.is_err() {
+                    return Ok(());
+                }
                 counter.fetch_add(1, Ordering::SeqCst);
             }
-            Ok(())
         })
     };
-    (Producer { sent, gone }, handler)
+    (Producer { sent, stalls, gone }, handler)
 }
 
 /// §2.1 end: the client closing mid-stream ends the session at once: the
@@ -583,8 +611,12 @@ fn producer() -> (
 async fn client_hangs_up_mid_stream<R: Runtime>(rt: R) {
     let (producer, handler) = producer();
     let mut server = TestServer::start(&rt, Config::default(), handler).await;
+    let (asked_tx, mut asked) = mpsc::unbounded();
     let (mut chunks, _) = Client::new(rt.clone(), &server.url)
-        .on_server_request(|_| futures_util::future::pending())
+        .on_server_request(move |_| {
+            let _ = asked_tx.unbounded_send(());
+            futures_util::future::pending()
+        })
         .connect::<_, serde_json::Value>(&json!({}))
         .await
         .unwrap();
@@ -595,7 +627,14 @@ async fn client_hangs_up_mid_stream<R: Runtime>(rt: R) {
     rt.spawn(async move {
         let _ = pending_tx.send(registry.request("s-h", HttpRequest::new("GET")).await);
     });
-    pause(&rt, Duration::from_millis(20)).await;
+    // Read on until the request reaches the client: it is then pending on
+    // the server.
+    patiently(&rt, async {
+        while let Either::Right((chunk, _)) = select(asked.next(), chunks.next()).await {
+            chunk.unwrap().unwrap();
+        }
+    })
+    .await;
     drop(chunks);
     assert_eq!(server.next_end().await, NORMAL);
     let failed = patiently(&rt, pending).await.unwrap();
@@ -627,23 +666,12 @@ async fn slow_client_bounds_memory<R: Runtime>(rt: R) {
     let mut config = Config::default();
     config.max_queued_bytes = 16 << 10;
     config.max_queued_frames = 16;
-    let (producer, handler) = producer();
+    let (mut producer, handler) = producer();
     let server = TestServer::start(&rt, config, handler).await;
     let mut raw = Raw::connect(&rt, &server.url).await;
     raw.text("{}").await;
-    // The client reads nothing: the producer must come to a stop.
-    let mut last = usize::MAX;
-    patiently(&rt, async {
-        loop {
-            pause(&rt, Duration::from_millis(100)).await;
-            let now = producer.sent.load(Ordering::SeqCst);
-            if now == last {
-                break;
-            }
-            last = now;
-        }
-    })
-    .await;
+    // The client reads nothing: the producer must be made to wait.
+    let last = patiently(&rt, producer.stalls.next()).await.unwrap();
     // Bounded: the socket buffers of the loopback plus the queues, far
     // below what an unbounded producer would have pushed by now.
     assert!(

@@ -1,0 +1,15 @@
+//! The wirestream demo (unpublished): an agent-completions endpoint that
+//! streams mock chunks, answers notifies and asks its client one question,
+//! and a client script that runs against it and prints what crossed the
+//! wire, on any [`Runtime`](wirestream_runtime::Runtime). The `demo`
+//! example of `wirestream-tokio` and the `smol-demo` example of
+//! `wirestream-smol` run it; the integration tests and the axum example use
+//! its endpoint.
+
+#![forbid(unsafe_code)]
+
+mod endpoint;
+mod script;
+
+pub use endpoint::{AgentCompletionChunk, DemoBody, PATH, spawn_endpoint, stream, tools_list};
+pub use script::{DEFAULT_ADDR, describe, main, run, serve};

@@ -1,0 +1,94 @@
+//! Serving a handler without a WebSocket ([`Server::serve_detached`]), for
+//! the same route served as Server-Sent Events or as one JSON response
+//! (PROTOCOL.md §1).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_channel::mpsc;
+use futures_util::future::AbortHandle;
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use wirestream_proto::ResponseError;
+
+use crate::rt::Runtime;
+use crate::server::Server;
+use crate::session::{
+    CHUNK_CHANNEL, HandlerResult, Produced, Session, handler_vanished, spawn_handler,
+};
+
+impl<R: Runtime> Server<R> {
+    /// Runs `handler` without a WebSocket, for the same route served as
+    /// Server-Sent Events or as one JSON response (PROTOCOL.md §1): the
+    /// chunks it sends come out of the returned stream, in order, with the
+    /// same backpressure. Its session has no client requests, and its server
+    /// requests fail with [`RequestFailed::NotConnected`](crate::RequestFailed::NotConnected). A body that does
+    /// not deserialize as `B` is refused with a `400` error.
+    pub fn serve_detached<B, H, Fut>(
+        &self,
+        body: &[u8],
+        handler: H,
+    ) -> Result<Detached, ResponseError<'static>>
+    where
+        B: DeserializeOwned + Send + 'static,
+        H: FnOnce(B, Session) -> Fut + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let body: B = serde_json::from_slice(body)
+            .map_err(|e| ResponseError::new(400, &format!("failed to deserialize body: {e}")))?;
+        let (tx, rx) = mpsc::channel(CHUNK_CHANNEL);
+        let max_frame = self.config().max_frame_size;
+        let session = Session::new(tx, max_frame, None, None, self.registry().clone(), None);
+        let abort = spawn_handler(self.runtime(), handler, body, session);
+        Ok(Detached {
+            rx,
+            abort,
+            done: false,
+        })
+    }
+}
+
+/// The chunks of a handler served without a WebSocket
+/// ([`Server::serve_detached`]): each item is a chunk, or the error that
+/// failed the stream (the last item). Dropping it drops the handler.
+pub struct Detached {
+    rx: mpsc::Receiver<Produced>,
+    abort: AbortHandle,
+    done: bool,
+}
+
+impl fmt::Debug for Detached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Detached")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for Detached {
+    type Item = Result<Box<RawValue>, ResponseError<'static>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let item = match self.rx.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Produced::Chunk(chunk, _))) => return Poll::Ready(Some(Ok(chunk))),
+            Poll::Ready(Some(Produced::End(Ok(())))) => None,
+            Poll::Ready(Some(Produced::End(Err(e)))) => Some(Err(e)),
+            Poll::Ready(None) => Some(Err(handler_vanished())),
+        };
+        self.done = true;
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        self.abort.abort();
+    }
+}

@@ -1,0 +1,250 @@
+//! The server's application half of the driver loop: starts the handler
+//! when the body arrives, feeds its chunks, answers and server requests to
+//! the engine, and hands it the engine's events.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_channel::{mpsc, oneshot};
+use futures_util::StreamExt;
+use futures_util::future::AbortHandle;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use wirestream_proto::{Error, Refused, ServerEvent, ServerSession};
+
+use crate::driver::Application;
+use crate::parked::{Parked, Room};
+use crate::registry::Attached;
+use crate::rt::Runtime;
+use crate::server_request::{Outgoing, Reply, RequestFailed, reply_of};
+use crate::session::{
+    Answer, HandlerResult, IncomingRequest, Produced, Session, handler_vanished, spawn_handler,
+};
+
+/// What the handler's side asks of the engine, in the order
+/// [`poll_command`](Application::poll_command) looks for it.
+pub(crate) enum Command {
+    /// An answer to a client request (or its drop).
+    Answer(Answer),
+    /// The handler's next chunk or its end; `None`: its task died.
+    Produced(Option<Produced>),
+    /// A server request.
+    Request(Outgoing),
+}
+
+/// The server's application half of the driver loop.
+pub(crate) struct ServerApp<R, B, H> {
+    rt: R,
+    /// The handler and its session, until the body arrives.
+    start: Option<(H, Session)>,
+    produced: Parked<Produced>,
+    answers: mpsc::UnboundedReceiver<Answer>,
+    answers_tx: mpsc::UnboundedSender<Answer>,
+    outgoing: Parked<Outgoing>,
+    room: Room,
+    requests_tx: Option<mpsc::UnboundedSender<IncomingRequest>>,
+    waiting: HashMap<String, oneshot::Sender<Reply>>,
+    abort: Option<AbortHandle>,
+    /// Detaches the connection from the registry when the driver ends.
+    _attached: Option<Attached>,
+    _body: PhantomData<fn() -> B>,
+}
+
+impl<R, B, H> Drop for ServerApp<R, B, H> {
+    fn drop(&mut self) {
+        // The connection is over: a handler still running is dropped at its
+        // next await (it has nobody left to stream to).
+        if let Some(abort) = &self.abort {
+            abort.abort();
+        }
+    }
+}
+
+impl<R, B, H, Fut> ServerApp<R, B, H>
+where
+    R: Runtime,
+    B: DeserializeOwned + Send + 'static,
+    H: FnOnce(B, Session) -> Fut + Send + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    /// The application half of a session that starts `handler` with its
+    /// session once the body arrives, takes its chunks from `produced`, its
+    /// server requests from `outgoing`, and hands client requests to
+    /// `requests`. `attached` is dropped (detaching the connection from the
+    /// registry) with it.
+    pub(crate) fn new(
+        rt: R,
+        start: (H, Session),
+        produced: mpsc::Receiver<Produced>,
+        outgoing: mpsc::Receiver<Outgoing>,
+        requests: mpsc::UnboundedSender<IncomingRequest>,
+        attached: Option<Attached>,
+    ) -> Self {
+        let (answers_tx, answers) = mpsc::unbounded();
+        Self {
+            rt,
+            start: Some(start),
+            produced: Parked::new(produced),
+            answers,
+            answers_tx,
+            outgoing: Parked::new(outgoing),
+            room: Room::default(),
+            requests_tx: Some(requests),
+            waiting: HashMap::new(),
+            abort: None,
+            _attached: attached,
+            _body: PhantomData,
+        }
+    }
+
+    fn start(&mut self, engine: &mut ServerSession, text: &str, now: Instant) {
+        let Some((handler, session)) = self.start.take() else {
+            return;
+        };
+        match serde_json::from_str::<B>(text) {
+            Ok(body) => self.abort = Some(spawn_handler(&self.rt, handler, body, session)),
+            Err(e) => {
+                let _ = engine.reject_body(now, e);
+            }
+        }
+    }
+
+    fn chunk(&mut self, engine: &mut ServerSession, chunk: Box<RawValue>, ids: Vec<Box<str>>) {
+        // Closed or finished: the handler learns it from its channel.
+        if let Err(Refused {
+            error: Error::Full,
+            value,
+        }) = engine.send_chunk(chunk, &ids)
+        {
+            self.produced
+                .park(&mut self.room, Produced::Chunk(value, ids));
+        }
+    }
+
+    fn produced(&mut self, engine: &mut ServerSession, produced: Option<Produced>, now: Instant) {
+        match produced {
+            Some(Produced::Chunk(chunk, ids)) => self.chunk(engine, chunk, ids),
+            Some(Produced::End(Ok(()))) => {
+                let _ = engine.finish(now);
+            }
+            Some(Produced::End(Err(e))) => {
+                let _ = engine.fail(now, &e);
+            }
+            None => {
+                // The handler's task died (a panic) without ending the stream.
+                let _ = engine.fail(now, &handler_vanished());
+            }
+        }
+    }
+
+    fn request(&mut self, engine: &mut ServerSession, outgoing: Outgoing, now: Instant) {
+        let request = &outgoing.request;
+        if request
+            .body
+            .as_ref()
+            .is_some_and(|b| b.get().len() > engine.config().max_frame_size)
+        {
+            let _ = outgoing.reply.send(Err(RequestFailed::TooLarge));
+            return;
+        }
+        let sent = engine.send_server_request(
+            now,
+            &request.method,
+            &request.headers,
+            request.body.as_deref(),
+            request.timeout,
+        );
+        match sent {
+            Ok(id) => {
+                self.waiting.insert(id, outgoing.reply);
+            }
+            Err(Error::Full) => self.outgoing.park(&mut self.room, outgoing),
+            Err(Error::TooManyRequests) => {
+                let _ = outgoing.reply.send(Err(RequestFailed::TooManyRequests));
+            }
+            Err(_) => {
+                let _ = outgoing.reply.send(Err(RequestFailed::SessionEnded));
+            }
+        }
+    }
+
+    fn answer(engine: &mut ServerSession, answer: Answer, now: Instant) {
+        // Already answered by the engine (drain timeout, end): nothing to do.
+        let _ = match answer.result {
+            Some(result) => engine.respond(now, &answer.id, result),
+            None => engine.respond_dropped(now, &answer.id),
+        };
+    }
+}
+
+impl<R, B, H, Fut> Application for ServerApp<R, B, H>
+where
+    R: Runtime,
+    B: DeserializeOwned + Send + 'static,
+    H: FnOnce(B, Session) -> Fut + Send + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    type Engine = ServerSession;
+    type Command = Command;
+
+    fn deliver(
+        &mut self,
+        engine: &mut ServerSession,
+        event: ServerEvent,
+        now: Instant,
+    ) -> Result<(), ServerEvent> {
+        match event {
+            ServerEvent::Body(text) => self.start(engine, &text, now),
+            ServerEvent::Request(request) => {
+                let request = IncomingRequest::new(request, self.answers_tx.clone());
+                if let Some(tx) = &self.requests_tx {
+                    // If the handler dropped its stream, the request is
+                    // dropped and so answered.
+                    let _ = tx.unbounded_send(request);
+                }
+            }
+            ServerEvent::ServerRequestEnded { id, outcome } => {
+                if let Some(reply) = self.waiting.remove(&id) {
+                    let _ = reply.send(reply_of(outcome));
+                }
+            }
+            ServerEvent::Writable => self.room.writable(),
+            ServerEvent::End(_) => self.requests_tx = None,
+        }
+        Ok(())
+    }
+
+    fn poll_deliver(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+
+    fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
+        if let Poll::Ready(Some(answer)) = self.answers.poll_next_unpin(cx) {
+            return Poll::Ready(Command::Answer(answer));
+        }
+        if let Some(produced) = self.produced.retry(&self.room) {
+            return Poll::Ready(Command::Produced(Some(produced)));
+        }
+        if let Some(outgoing) = self.outgoing.retry(&self.room) {
+            return Poll::Ready(Command::Request(outgoing));
+        }
+        if let Poll::Ready(produced) = self.produced.poll_next(cx) {
+            return Poll::Ready(Command::Produced(produced));
+        }
+        if let Poll::Ready(Some(outgoing)) = self.outgoing.poll_next(cx) {
+            return Poll::Ready(Command::Request(outgoing));
+        }
+        Poll::Pending
+    }
+
+    fn apply(&mut self, engine: &mut ServerSession, command: Command, now: Instant) {
+        match command {
+            Command::Answer(answer) => Self::answer(engine, answer, now),
+            Command::Produced(produced) => self.produced(engine, produced, now),
+            Command::Request(outgoing) => self.request(engine, outgoing, now),
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The handler's side of one session: the [`Session`] it gets with the
+//! body, the [`ChunkSender`] its chunks go through, the [`Requests`] it
+//! answers, and the task it runs on.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_channel::mpsc;
+use futures_util::future::{AbortHandle, abortable};
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use wirestream_proto::{
+    ClientRequest, ClientRequestKind, ConnectionId, Json, Registered, RegistryError, RequestError,
+    ResponseError, ServerResponse,
+};
+
+use crate::registry::Registry;
+use crate::rt::Runtime;
+use crate::server_request::{HttpRequest, Mailbox, RequestFailed, ask};
+
+/// Chunks a producer may have in flight towards the driver on top of the
+/// engine's own bounded queue (plus one per [`ChunkSender`] clone).
+pub(crate) const CHUNK_CHANNEL: usize = 8;
+
+/// What a handler returns: `Ok(())` finishes the stream (`Close(1000)`
+/// once every accepted client request is answered), an error fails it (the
+/// error frame, then `Close(1011)`).
+pub type HandlerResult = Result<(), ResponseError<'static>>;
+
+/// Runs `handler(body, session)` on its own task; its result follows its
+/// chunks down the session's channel. Returns how to drop it early.
+pub(crate) fn spawn_handler<R, B, H, Fut>(
+    rt: &R,
+    handler: H,
+    body: B,
+    session: Session,
+) -> AbortHandle
+where
+    R: Runtime,
+    B: Send + 'static,
+    H: FnOnce(B, Session) -> Fut + Send + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    let mut end = session.chunks.tx.clone();
+    let task = async move {
+        let result = handler(body, session).await;
+        let _ = end.send(Produced::End(result)).await;
+    };
+    let (task, abort) = abortable(task);
+    rt.spawn(async move {
+        let _ = task.await;
+    });
+    abort
+}
+
+/// What a handler's task sends its driver, in order.
+pub(crate) enum Produced {
+    /// A chunk, serialized, and the agent-completion ids it carries.
+    Chunk(Box<RawValue>, Vec<Box<str>>),
+    /// The handler's result; nothing follows it.
+    End(HandlerResult),
+}
+
+/// The error a stream fails with when its handler's task died (a panic)
+/// without ending it.
+pub(crate) fn handler_vanished() -> ResponseError<'static> {
+    ResponseError::new(500, "the handler ended without finishing the stream")
+}
+
+/// Why a chunk was not sent.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is over (the client left, or the stream already ended).
+    Closed,
+    /// The chunk could not be serialized.
+    Serialize(serde_json::Error),
+    /// The chunk is larger than [`Config::max_frame_size`](wirestream_proto::Config::max_frame_size): the peer would
+    /// refuse it.
+    TooLarge,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the session is over"),
+            Self::Serialize(e) => write!(f, "could not serialize the chunk: {e}"),
+            Self::TooLarge => f.write_str("the chunk is over the frame size limit"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Sends chunks of one session's stream; clone it to produce from several
+/// tasks. [`send`](Self::send) waits while the outbound queue is full, so a
+/// slow client slows the producer down instead of growing memory.
+#[derive(Clone, Debug)]
+pub struct ChunkSender {
+    tx: mpsc::Sender<Produced>,
+    max_frame: usize,
+}
+
+impl fmt::Debug for Produced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Chunk(chunk, _) => write!(f, "Chunk({})", chunk.get().len()),
+            Self::End(result) => write!(f, "End({result:?})"),
+        }
+    }
+}
+
+impl ChunkSender {
+    /// Serializes `chunk` (here, on the producer's task) and queues it.
+    /// `ids` are the agent-completion ids it carries: notifies naming them
+    /// are routed to this session (PROTOCOL.md §3.1). Waits while the
+    /// outbound queue is full.
+    pub async fn send<T, I>(&mut self, chunk: &T, ids: I) -> Result<(), SendError>
+    where
+        T: Serialize + ?Sized,
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let chunk = serde_json::value::to_raw_value(chunk).map_err(SendError::Serialize)?;
+        self.send_raw(chunk, ids).await
+    }
+
+    /// Queues a chunk that is already JSON, as [`send`](Self::send).
+    pub async fn send_raw<I>(&mut self, chunk: Box<RawValue>, ids: I) -> Result<(), SendError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        if chunk.get().len() > self.max_frame {
+            return Err(SendError::TooLarge);
+        }
+        let ids = ids.into_iter().map(|id| id.as_ref().into()).collect();
+        self.tx
+            .send(Produced::Chunk(chunk, ids))
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// Whether the session is over (sending would fail).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// How a session reaches its connection and the registry.
+#[derive(Clone, Debug)]
+struct Link {
+    mailbox: Option<Mailbox>,
+    registry: Registry,
+    conn: Option<ConnectionId>,
+}
+
+/// The handler's side of one session: send chunks, take client requests,
+/// ask the client things (server requests) and name the session in the
+/// registry.
+#[derive(Debug)]
+pub struct Session {
+    chunks: ChunkSender,
+    requests: Requests,
+    link: Link,
+}
+
+impl Session {
+    /// A session whose chunks go to `chunks`, whose client requests (if it
+    /// has a WebSocket) come from `requests`, and whose server requests go
+    /// to `mailbox` (`None`: no WebSocket). `conn` is its connection in
+    /// `registry`, if it is attached.
+    pub(crate) fn new(
+        chunks: mpsc::Sender<Produced>,
+        max_frame: usize,
+        requests: Option<mpsc::UnboundedReceiver<IncomingRequest>>,
+        mailbox: Option<Mailbox>,
+        registry: Registry,
+        conn: Option<ConnectionId>,
+    ) -> Self {
+        Self {
+            chunks: ChunkSender {
+                tx: chunks,
+                max_frame,
+            },
+            requests: Requests { rx: requests },
+            link: Link {
+                mailbox,
+                registry,
+                conn,
+            },
+        }
+    }
+
+    /// Sends one chunk; see [`ChunkSender::send`].
+    pub async fn send<T, I>(&mut self, chunk: &T, ids: I) -> Result<(), SendError>
+    where
+        T: Serialize + ?Sized,
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.chunks.send(chunk, ids).await
+    }
+
+    /// A sender of this session's chunks, for another task.
+    pub fn chunks(&self) -> ChunkSender {
+        self.chunks.clone()
+    }
+
+    /// Takes the stream of client requests (notifies): each arrives as an
+    /// [`IncomingRequest`] to answer, while the socket keeps being read. The
+    /// first call takes it; later calls get a stream that ends at once. A
+    /// request dropped unanswered is answered `500` (or `404` once the
+    /// stream has finished).
+    pub fn requests(&mut self) -> Requests {
+        std::mem::replace(&mut self.requests, Requests { rx: None })
+    }
+
+    /// Sends this session's client a server request (PROTOCOL.md §3.2) and
+    /// awaits its response, its deadline or the connection's end. Allowed
+    /// before the first chunk.
+    pub async fn request(
+        &self,
+        request: HttpRequest,
+    ) -> Result<ServerResponse<'static>, RequestFailed> {
+        match &self.link.mailbox {
+            Some(mailbox) => ask(mailbox.clone(), request).await,
+            None => Err(RequestFailed::NotConnected),
+        }
+    }
+
+    /// Mints a fresh, unguessable session id (128 random bits) owned by this
+    /// connection.
+    pub fn mint_session_id(&self) -> Result<String, RegistryError> {
+        self.link.registry.mint(self.connection()?)
+    }
+
+    /// Registers `id` (e.g. one the client resumes) as owned by this
+    /// connection; a newer connection takes an id over from an older one.
+    pub fn register_session(&self, id: &str) -> Result<Registered, RegistryError> {
+        self.link.registry.register(self.connection()?, id)
+    }
+
+    /// Removes `id` if this connection still owns it.
+    pub fn unregister_session(&self, id: &str) -> bool {
+        self.link
+            .conn
+            .is_some_and(|conn| self.link.registry.unregister(conn, id))
+    }
+
+    /// The registry this session is registered in.
+    pub fn registry(&self) -> &Registry {
+        &self.link.registry
+    }
+
+    /// Whether this session runs over a WebSocket (and so can take client
+    /// requests and send server requests).
+    pub fn is_websocket(&self) -> bool {
+        self.link.mailbox.is_some()
+    }
+
+    fn connection(&self) -> Result<ConnectionId, RegistryError> {
+        self.link.conn.ok_or(RegistryError::UnknownConnection)
+    }
+}
+
+/// The client requests of one session, in arrival order; ends when the
+/// session does.
+#[derive(Debug)]
+pub struct Requests {
+    rx: Option<mpsc::UnboundedReceiver<IncomingRequest>>,
+}
+
+impl Requests {
+    /// The next request, or `None` once the session is over.
+    pub async fn recv(&mut self) -> Option<IncomingRequest> {
+        StreamExt::next(self).await
+    }
+}
+
+impl Stream for Requests {
+    type Item = IncomingRequest;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match &mut self.rx {
+            Some(rx) => rx.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// An answer (or its absence) on its way back to the driver.
+pub(crate) struct Answer {
+    /// The request's id.
+    pub(crate) id: String,
+    /// `None`: dropped without an answer.
+    pub(crate) result: Option<Result<(), RequestError>>,
+}
+
+/// A client request the engine accepted (its `response_id` is one this
+/// session emitted): answer it with [`respond`](Self::respond). Dropping it
+/// unanswered answers `500`.
+pub struct IncomingRequest {
+    request: ClientRequest<'static>,
+    answers: Option<mpsc::UnboundedSender<Answer>>,
+}
+
+impl fmt::Debug for IncomingRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IncomingRequest")
+            .field(&self.request)
+            .finish()
+    }
+}
+
+impl IncomingRequest {
+    /// A request the engine accepted; its answer (or its drop) goes to
+    /// `answers`.
+    pub(crate) fn new(
+        request: ClientRequest<'static>,
+        answers: mpsc::UnboundedSender<Answer>,
+    ) -> Self {
+        Self {
+            request,
+            answers: Some(answers),
+        }
+    }
+
+    /// The request's id, minted by the client.
+    pub fn id(&self) -> &str {
+        &self.request.id
+    }
+
+    /// The request as it arrived.
+    pub fn request(&self) -> &ClientRequest<'static> {
+        &self.request
+    }
+
+    /// For an `agent_completion_notify`: the running completion it names.
+    pub fn response_id(&self) -> Option<&str> {
+        match &self.request.kind {
+            ClientRequestKind::AgentCompletionNotify { response_id, .. } => Some(response_id),
+            // Another kind: `ClientRequestKind` is `#[non_exhaustive]`.
+            _ => None,
+        }
+    }
+
+    /// For an `agent_completion_notify`: what to hand the completion, raw
+    /// (a JSON string or an array of parts).
+    pub fn content(&self) -> Option<&Json<'static>> {
+        match &self.request.kind {
+            ClientRequestKind::AgentCompletionNotify { content, .. } => Some(content),
+            // Another kind: `ClientRequestKind` is `#[non_exhaustive]`.
+            _ => None,
+        }
+    }
+
+    /// Answers: `Ok(())` sends `{"type":"ok"}`, an error sends
+    /// `{"type":"error"}` with its code and message.
+    pub fn respond(mut self, result: Result<(), RequestError>) {
+        self.answer(Some(result));
+    }
+
+    fn answer(&mut self, result: Option<Result<(), RequestError>>) {
+        if let Some(answers) = self.answers.take() {
+            let _ = answers.unbounded_send(Answer {
+                id: self.request.id.to_string(),
+                result,
+            });
+        }
+    }
+}
+
+impl Drop for IncomingRequest {
+    fn drop(&mut self) {
+        self.answer(None);
+    }
+}
