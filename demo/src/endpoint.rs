@@ -118,7 +118,7 @@ pub async fn stream<R: Runtime>(rt: R, body: DemoBody, mut session: Session) -> 
                 match outcome {
                     Ok(response) => println!(
                         "[server] server request to session {session_id}: answered {}",
-                        response.status
+                        response.status().unwrap_or_default()
                     ),
                     Err(e) => println!("[server] server request to session {session_id}: {e}"),
                 }

@@ -86,11 +86,7 @@ pub async fn run<R: Runtime>(rt: R, runtime_name: &str) -> Result<(), BoxError> 
         })
         .on_server_request(move |request| {
             counter.fetch_add(1, Ordering::Relaxed);
-            let session = request
-                .headers
-                .get("mcp-session-id")
-                .unwrap_or("")
-                .to_owned();
+            let session = request.header("mcp-session-id").unwrap_or("").to_owned();
             async move {
                 let result = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}});
                 let response = HttpResponse::new(200).header("mcp-session-id", session);

@@ -106,6 +106,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether a text frame of `len` bytes is within
+    /// [`max_frame_size`](Self::max_frame_size): the rule the engine applies
+    /// to every frame it queues, for a producer that wants to know before
+    /// it hands a frame over.
+    pub fn admits_frame(&self, len: usize) -> bool {
+        len <= self.max_frame_size
+    }
+
     /// This config with every count raised to at least 1, so that a session
     /// can always queue a frame and track a request, and a zero
     /// `close_timeout` (or keepalive, liveness or write-stall time) raised

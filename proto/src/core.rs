@@ -221,10 +221,10 @@ impl<E: RoleEvent> Core<E> {
     /// `Ok` if a frame of `len` bytes is within [`Config::max_frame_size`]:
     /// the peer would refuse a larger one.
     pub(crate) fn fits(&self, len: usize) -> Result<(), Error> {
-        if len > self.config.max_frame_size {
-            Err(Error::TooLarge)
-        } else {
+        if self.config.admits_frame(len) {
             Ok(())
+        } else {
+            Err(Error::TooLarge)
         }
     }
 

@@ -167,21 +167,22 @@ async fn bridge(
     forwarded.body = body;
     match server.registry().request(&session_id, forwarded).await {
         Ok(answer) => {
-            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut response = Response::new(match &answer.body {
-                Some(json) => Body::from(Bytes::copy_from_slice(json.get().as_bytes())),
+            let status = answer.status().and_then(|s| StatusCode::from_u16(s).ok());
+            let status = status.unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut response = Response::new(match answer.body() {
+                Some(json) => Body::from(Bytes::copy_from_slice(json.as_bytes())),
                 None => Body::empty(),
             });
             *response.status_mut() = status;
             let headers = response.headers_mut();
-            for (name, value) in answer.headers.iter() {
+            for (name, value) in answer.headers() {
                 if let (Ok(name), Ok(value)) =
                     (HeaderName::try_from(name), HeaderValue::try_from(value))
                 {
                     headers.append(name, value);
                 }
             }
-            if answer.body.is_some() && !headers.contains_key(header::CONTENT_TYPE) {
+            if answer.body().is_some() && !headers.contains_key(header::CONTENT_TYPE) {
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
@@ -260,10 +261,14 @@ mod tests {
         let url = format!("ws://{addr}{}", demo::PATH);
         let (mut chunks, _) = Client::new(Tokio, url)
             .on_server_request(|request| async move {
-                let status = if request.method == "POST" { 200 } else { 405 };
+                let status = if request.method() == Some("POST") {
+                    200
+                } else {
+                    405
+                };
                 HttpResponse::new(status)
                     .header("x-answered", "yes")
-                    .json(&json!({"got": request.body.map(|b| b.get().to_owned())}))
+                    .json(&json!({"got": request.body()}))
                     .unwrap()
             })
             .connect::<_, demo::AgentCompletionChunk>(&body(1000, 20, Some("axum-1")))

@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
@@ -12,13 +13,14 @@ use wirestream_proto::{ClientEvent, CloseCode, EndReason, ResponseError};
 
 /// What the driver hands the [`Chunks`] stream.
 pub(crate) enum Delivery {
-    Chunk(String),
+    /// The frame as it arrived, parsed by the reader.
+    Chunk(Utf8Bytes),
     Failed(ResponseError<'static>),
 }
 
 impl Delivery {
     /// The event it was made of, to hand back to the driver.
-    pub(crate) fn into_event(self) -> ClientEvent {
+    pub(crate) fn into_event<K>(self) -> ClientEvent<Utf8Bytes, K> {
         match self {
             Self::Chunk(text) => ClientEvent::Chunk(text),
             Self::Failed(e) => ClientEvent::StreamFailed(e),

@@ -11,15 +11,15 @@ use futures_channel::{mpsc, oneshot};
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wirestream_proto::{ClientSession, Config, ServerRequest};
+use wirestream_proto::{ClientSession, Config};
 
 use crate::chunks::Chunks;
-use crate::client_app::{ClientApp, Handler};
+use crate::client_app::{self, ClientApp, Handler};
 use crate::driver::Driver;
 use crate::notifier::Notifier;
 use crate::random::OsRandom;
 use crate::rt::Runtime;
-use crate::server_request::HttpResponse;
+use crate::server_request::{HttpResponse, IncomingServerRequest};
 use crate::socket::{ConnectError, Direction, Tap, connect_websocket};
 
 /// Chunks read ahead of the application; past it the driver stops reading
@@ -108,7 +108,7 @@ impl<R: Runtime> Client<R> {
     /// answered `501` (this client hosts nothing).
     pub fn on_server_request<F, Fut>(mut self, handler: F) -> Self
     where
-        F: Fn(ServerRequest<'static>) -> Fut + Send + Sync + 'static,
+        F: Fn(IncomingServerRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HttpResponse> + Send + 'static,
     {
         self.handler = Some(Arc::new(move |request| handler(request).boxed()));
@@ -130,9 +130,11 @@ impl<R: Runtime> Client<R> {
         C: DeserializeOwned,
     {
         let body = serde_json::value::to_raw_value(body).map_err(ConnectError::Body)?;
-        if body.get().len() > self.config.max_frame_size {
-            return Err(ConnectError::BodyTooLarge);
-        }
+        // The engine refuses a body over the frame limit before any byte
+        // goes out.
+        let engine: client_app::Engine =
+            ClientSession::new(self.config.clone(), self.rt.now(), body, OsRandom::new())
+                .map_err(|_| ConnectError::BodyTooLarge)?;
         let rt = self.rt.clone();
         let ws = connect_websocket(
             &self.url,
@@ -141,8 +143,6 @@ impl<R: Runtime> Client<R> {
             |host, port| async move { rt.connect(&host, port).await },
         )
         .await?;
-        let max_frame = self.config.max_frame_size;
-        let engine = ClientSession::new(self.config, body, OsRandom::new());
         let (chunks_tx, chunks_rx) = mpsc::channel(CHUNK_CHANNEL);
         let (end_tx, end_rx) = oneshot::channel();
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFY_CHANNEL);
@@ -151,9 +151,6 @@ impl<R: Runtime> Client<R> {
         self.rt.spawn(async move {
             driver.run().await;
         });
-        Ok((
-            Chunks::new(chunks_rx, end_rx),
-            Notifier::new(notify_tx, max_frame),
-        ))
+        Ok((Chunks::new(chunks_rx, end_rx), Notifier::new(notify_tx)))
     }
 }

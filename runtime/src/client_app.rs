@@ -1,26 +1,34 @@
 //! The client's application half of the driver loop: hands chunks to
 //! [`Chunks`](crate::Chunks), feeds notifies to the engine and answers server requests.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use wirestream_proto::{ClientEvent, ClientSession, EndReason, Error, Headers, ServerRequest};
+use wirestream_proto::{ClientEvent, ClientSession, EndReason, Error, Headers, Refused};
 
 use crate::chunks::Delivery;
 use crate::driver::Application;
 use crate::notifier::{NotifyCommand, NotifyError, notify_result};
 use crate::parked::{Parked, Room};
 use crate::rt::Runtime;
-use crate::server_request::HttpResponse;
+use crate::server_request::{HttpResponse, IncomingServerRequest};
 
 /// What answers server requests on a client.
 pub(crate) type Handler =
-    Arc<dyn Fn(ServerRequest<'static>) -> BoxFuture<'static, HttpResponse> + Send + Sync>;
+    Arc<dyn Fn(IncomingServerRequest) -> BoxFuture<'static, HttpResponse> + Send + Sync>;
+
+/// Where a notify's outcome goes: the notifier awaiting it.
+type NotifyReply = oneshot::Sender<Result<(), NotifyError>>;
+
+/// The engine of a client connection: tungstenite's frames in, and each
+/// notify's token the reply channel of the [`Notifier`](crate::Notifier)
+/// call awaiting it.
+pub(crate) type Engine = ClientSession<Utf8Bytes, NotifyReply>;
 
 /// What the client's application asks of the engine, in the order
 /// [`poll_command`](Application::poll_command) looks for it.
@@ -43,7 +51,6 @@ pub(crate) struct ClientApp<R> {
     responses: mpsc::UnboundedReceiver<(String, HttpResponse)>,
     responses_tx: mpsc::UnboundedSender<(String, HttpResponse)>,
     handler: Option<Handler>,
-    waiting: HashMap<String, oneshot::Sender<Result<(), NotifyError>>>,
 }
 
 impl<R: Runtime> ClientApp<R> {
@@ -67,7 +74,6 @@ impl<R: Runtime> ClientApp<R> {
             responses,
             responses_tx,
             handler,
-            waiting: HashMap::new(),
         }
     }
 
@@ -75,7 +81,7 @@ impl<R: Runtime> ClientApp<R> {
     /// application is behind. Hangs up when the application dropped it.
     fn hand_over(
         &mut self,
-        engine: &mut ClientSession,
+        engine: &mut Engine,
         delivery: Delivery,
         now: Instant,
     ) -> Result<(), Delivery> {
@@ -93,39 +99,54 @@ impl<R: Runtime> ClientApp<R> {
     }
 
     /// The application dropped the stream of chunks: hang up.
-    fn hang_up(&mut self, engine: &mut ClientSession, now: Instant) {
+    fn hang_up(&mut self, engine: &mut Engine, now: Instant) {
         self.chunks = None;
         let _ = engine.close(now);
     }
 
-    fn notify(&mut self, engine: &mut ClientSession, command: NotifyCommand, now: Instant) {
-        let sent = engine.notify(now, &command.response_id, &command.content, command.timeout);
-        match sent {
-            Ok(id) => {
-                self.waiting.insert(id, command.reply);
+    fn notify(&mut self, engine: &mut Engine, command: NotifyCommand, now: Instant) {
+        let NotifyCommand {
+            response_id,
+            content,
+            timeout,
+            reply,
+        } = command;
+        let sent = engine.notify(now, &response_id, &content, timeout, reply);
+        let Err(Refused {
+            error,
+            value: reply,
+        }) = sent
+        else {
+            return;
+        };
+        let failed = match error {
+            Error::Full => {
+                let command = NotifyCommand {
+                    response_id,
+                    content,
+                    timeout,
+                    reply,
+                };
+                return self.notifies.park(&mut self.room, command);
             }
-            Err(Error::Full) => self.notifies.park(&mut self.room, command),
-            Err(Error::TooManyRequests) => {
-                let _ = command.reply.send(Err(NotifyError::TooManyRequests));
-            }
-            Err(_) => {
-                let _ = command.reply.send(Err(NotifyError::SessionEnded));
-            }
-        }
+            Error::TooManyRequests => NotifyError::TooManyRequests,
+            Error::TooLarge => NotifyError::TooLarge,
+            _ => NotifyError::SessionEnded,
+        };
+        let _ = reply.send(Err(failed));
     }
 
     fn server_request(
         &mut self,
-        engine: &mut ClientSession,
-        request: ServerRequest<'static>,
+        engine: &mut Engine,
+        request: IncomingServerRequest,
         now: Instant,
     ) {
         let Some(handler) = &self.handler else {
-            let id = &request.id;
-            let _ = engine.respond(now, id, 501, &Headers::new(), None);
+            let _ = engine.respond(now, request.id(), 501, &Headers::new(), None);
             return;
         };
-        let id = request.id.clone().into_owned();
+        let id = request.id().to_owned();
         let mut response = handler(request);
         // A handler that answers at once is answered inline; one that waits
         // runs on its own task.
@@ -142,21 +163,26 @@ impl<R: Runtime> ClientApp<R> {
 }
 
 /// Answers the server request `id` (already ended, if the session is over).
-fn respond(engine: &mut ClientSession, id: &str, response: &HttpResponse, now: Instant) {
+/// An answer the engine refuses as over the frame limit becomes a bare
+/// `500`, so the server's requester is not left waiting for its deadline.
+fn respond(engine: &mut Engine, id: &str, response: &HttpResponse, now: Instant) {
     let body = response.body.as_deref();
-    let _ = engine.respond(now, id, response.status, &response.headers, body);
+    if let Err(Error::TooLarge) = engine.respond(now, id, response.status, &response.headers, body)
+    {
+        let _ = engine.respond(now, id, 500, &Headers::new(), None);
+    }
 }
 
 impl<R: Runtime> Application for ClientApp<R> {
-    type Engine = ClientSession;
+    type Engine = Engine;
     type Command = Command;
 
     fn deliver(
         &mut self,
-        engine: &mut ClientSession,
-        event: ClientEvent,
+        engine: &mut Engine,
+        event: ClientEvent<Utf8Bytes, NotifyReply>,
         now: Instant,
-    ) -> Result<(), ClientEvent> {
+    ) -> Result<(), ClientEvent<Utf8Bytes, NotifyReply>> {
         match event {
             ClientEvent::Chunk(text) => self
                 .hand_over(engine, Delivery::Chunk(text), now)
@@ -168,10 +194,8 @@ impl<R: Runtime> Application for ClientApp<R> {
                 self.server_request(engine, request, now);
                 Ok(())
             }
-            ClientEvent::NotifyEnded { id, outcome } => {
-                if let Some(reply) = self.waiting.remove(&id) {
-                    let _ = reply.send(notify_result(outcome));
-                }
+            ClientEvent::NotifyEnded { token, outcome, .. } => {
+                let _ = token.send(notify_result(outcome));
                 Ok(())
             }
             ClientEvent::Writable => {
@@ -214,7 +238,7 @@ impl<R: Runtime> Application for ClientApp<R> {
         Poll::Pending
     }
 
-    fn apply(&mut self, engine: &mut ClientSession, command: Command, now: Instant) {
+    fn apply(&mut self, engine: &mut Engine, command: Command, now: Instant) {
         match command {
             Command::HangUp => {
                 self.end = None;

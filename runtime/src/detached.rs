@@ -40,8 +40,8 @@ impl<R: Runtime> Server<R> {
         let body: B = serde_json::from_slice(body)
             .map_err(|e| ResponseError::new(400, &format!("failed to deserialize body: {e}")))?;
         let (tx, rx) = mpsc::channel(CHUNK_CHANNEL);
-        let max_frame = self.config().max_frame_size;
-        let session = Session::new(tx, max_frame, None, None, self.registry().clone(), None);
+        let config = self.config().clone().normalized();
+        let session = Session::new(tx, config, None, None, self.registry().clone(), None);
         let abort = spawn_handler(self.runtime(), handler, body, session);
         Ok(Detached {
             rx,

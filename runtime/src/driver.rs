@@ -7,7 +7,7 @@
 //! exactly one input: an inbound message, the timer, or a command. It keeps
 //! reading while the application is idle, so tungstenite answers pings and
 //! close frames, and stops reading while the engine says it
-//! [wants no input](wirestream_proto::ServerSession::wants_input).
+//! [wants no input](wirestream_proto::Engine::wants_input).
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -15,12 +15,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
-use wirestream_proto::{
-    ClientEvent, ClientSession, EndReason, Inbound, ServerEvent, ServerSession, Stats, Transmit,
-};
+use wirestream_proto::{EndReason, Engine, Inbound, Stats};
 
 use crate::rt::Runtime;
 use crate::socket::{Direction, Tap, close_code, to_message};
@@ -29,74 +27,14 @@ use crate::socket::{Direction, Tap, close_code, to_message};
 /// peer that never pauses cannot starve the other tasks of its thread.
 const BUDGET: u32 = 128;
 
-/// The engine calls the driver makes; both sessions have them.
-pub(crate) trait Engine {
-    /// What the session tells its application.
-    type Event;
-    fn handle_frame(&mut self, now: Instant, frame: Inbound<'_>);
-    fn handle_timeout(&mut self, now: Instant);
-    fn handle_transport_lost(&mut self, now: Instant);
-    fn poll_transmit(&mut self) -> Option<Transmit>;
-    fn poll_event(&mut self) -> Option<Self::Event>;
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn wants_input(&self) -> bool;
-    fn is_closed(&self) -> bool;
-    fn stats(&self) -> Stats;
-    /// The end, if the event is the session's end.
-    fn end_of(event: &Self::Event) -> Option<EndReason>;
-}
-
-macro_rules! engine {
-    ($session:ty, $event:ident) => {
-        impl Engine for $session {
-            type Event = $event;
-            fn handle_frame(&mut self, now: Instant, frame: Inbound<'_>) {
-                <$session>::handle_frame(self, now, frame)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$session>::handle_timeout(self, now)
-            }
-            fn handle_transport_lost(&mut self, now: Instant) {
-                <$session>::handle_transport_lost(self, now)
-            }
-            fn poll_transmit(&mut self) -> Option<Transmit> {
-                <$session>::poll_transmit(self)
-            }
-            fn poll_event(&mut self) -> Option<$event> {
-                <$session>::poll_event(self)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$session>::poll_timeout(self)
-            }
-            fn wants_input(&self) -> bool {
-                <$session>::wants_input(self)
-            }
-            fn is_closed(&self) -> bool {
-                <$session>::is_closed(self)
-            }
-            fn stats(&self) -> Stats {
-                <$session>::stats(self)
-            }
-            fn end_of(event: &$event) -> Option<EndReason> {
-                match event {
-                    $event::End(reason) => Some(*reason),
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-engine!(ServerSession, ServerEvent);
-engine!(ClientSession, ClientEvent);
-
 /// The application's half of a connection: where events go and where
 /// commands come from. The server and client roles implement it (not to be
 /// confused with `wirestream_proto::testing::Side`, which names a role).
 ///
 /// The driver reads the clock; `now` is the time of the input at hand.
 pub(crate) trait Application {
-    type Engine: Engine;
+    /// The session: it takes tungstenite's text frames as they are.
+    type Engine: Engine<Text = Utf8Bytes>;
     /// What the application asks of the engine.
     type Command;
 
@@ -399,8 +337,9 @@ where
                 if let Some(tap) = &self.tap {
                     tap(Direction::In, &message);
                 }
-                let frame = match &message {
-                    Message::Text(text) => Inbound::Text(text.as_str()),
+                let frame = match message {
+                    // The engine takes the frame's buffer as it is.
+                    Message::Text(text) => Inbound::Text(text),
                     Message::Binary(_) => Inbound::Binary,
                     Message::Ping(_) => Inbound::Ping,
                     Message::Pong(_) => Inbound::Pong,

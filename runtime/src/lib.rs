@@ -48,7 +48,9 @@ pub use random::OsRandom;
 pub use registry::Registry;
 pub use rt::{Listener, Runtime};
 pub use server::{Served, Server};
-pub use server_request::{HttpRequest, HttpResponse, RequestFailed};
+pub use server_request::{
+    HttpRequest, HttpResponse, IncomingServerRequest, RequestFailed, Response,
+};
 pub use session::{ChunkSender, HandlerResult, IncomingRequest, Requests, SendError, Session};
 pub use socket::{
     ConnectError, Direction, Tap, accept_websocket, only_path, refuse, websocket_config,

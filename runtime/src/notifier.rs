@@ -24,7 +24,8 @@ pub enum NotifyError {
     TooManyRequests,
     /// The content could not be serialized.
     Serialize(serde_json::Error),
-    /// The content is over the frame size limit.
+    /// The notify's frame would be over the frame size limit (the engine
+    /// refused it; nothing was sent).
     TooLarge,
 }
 
@@ -60,7 +61,6 @@ pub(crate) struct NotifyCommand {
 #[derive(Clone, Debug)]
 pub struct Notifier {
     tx: mpsc::Sender<NotifyCommand>,
-    max_frame: usize,
 }
 
 impl fmt::Debug for NotifyCommand {
@@ -72,10 +72,9 @@ impl fmt::Debug for NotifyCommand {
 }
 
 impl Notifier {
-    /// A notifier that hands notifies to the driver behind `tx`; content
-    /// over `max_frame` bytes is refused before it is sent.
-    pub(crate) fn new(tx: mpsc::Sender<NotifyCommand>, max_frame: usize) -> Self {
-        Self { tx, max_frame }
+    /// A notifier that hands notifies to the driver behind `tx`.
+    pub(crate) fn new(tx: mpsc::Sender<NotifyCommand>) -> Self {
+        Self { tx }
     }
 
     /// Hands `content` (a string, or an array of parts) to the running agent
@@ -89,9 +88,6 @@ impl Notifier {
         timeout: Option<Duration>,
     ) -> Result<(), NotifyError> {
         let content = serde_json::value::to_raw_value(content).map_err(NotifyError::Serialize)?;
-        if content.get().len() > self.max_frame {
-            return Err(NotifyError::TooLarge);
-        }
         let (reply, outcome) = oneshot::channel();
         let command = NotifyCommand {
             response_id: response_id.to_owned(),

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_channel::oneshot;
 use futures_util::SinkExt;
-use wirestream_proto::{ConnectionId, Registered, RegistryError, RegistryLimits, ServerResponse};
+use wirestream_proto::{ConnectionId, Registered, RegistryError, RegistryLimits};
 
 use crate::random::OsRandom;
-use crate::server_request::{HttpRequest, Mailbox, Outgoing, RequestFailed};
+use crate::server_request::{HttpRequest, Mailbox, Outgoing, RequestFailed, Response};
 
 /// The process-wide registry of session ids (PROTOCOL.md §4): a cloneable
 /// handle to one [`wirestream_proto::Registry`] behind one lock (never held
@@ -53,7 +53,7 @@ impl Registry {
         &self,
         session_id: &str,
         request: HttpRequest,
-    ) -> Result<ServerResponse<'static>, RequestFailed> {
+    ) -> Result<Response, RequestFailed> {
         let (reply, answer) = oneshot::channel();
         let outgoing = Outgoing { request, reply };
         // Usually the mailbox has room: post under the lock, without

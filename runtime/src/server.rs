@@ -20,7 +20,7 @@ use crate::driver::Driver;
 use crate::random::OsRandom;
 use crate::registry::{Attached, Registry};
 use crate::rt::{Listener, Runtime};
-use crate::server_app::ServerApp;
+use crate::server_app::{self, ServerApp};
 use crate::server_request::MAILBOX;
 use crate::session::{CHUNK_CHANNEL, HandlerResult, Session};
 use crate::socket::{Direction, Tap, accept_websocket};
@@ -152,7 +152,8 @@ impl<R: Runtime> Server<R> {
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
         let now = self.rt.now();
-        let mut engine = ServerSession::new(self.config.clone(), now, OsRandom::new());
+        let mut engine: server_app::Engine =
+            ServerSession::new(self.config.clone(), now, OsRandom::new());
         let (mailbox, outgoing) = mpsc::channel(MAILBOX);
         let attached = match self.registry.attach(mailbox.clone()) {
             Ok(attached) => Some(attached),
@@ -162,14 +163,14 @@ impl<R: Runtime> Server<R> {
                 None
             }
         };
-        let max_frame = engine.config().max_frame_size;
+        let config = engine.config().clone();
         let (chunks, produced) = mpsc::channel(CHUNK_CHANNEL);
         let (requests_tx, requests) = mpsc::unbounded();
         let conn = attached.as_ref().map(Attached::id);
         let registry = self.registry.clone();
         let session = Session::new(
             chunks,
-            max_frame,
+            config,
             Some(requests),
             Some(mailbox),
             registry,

@@ -2,18 +2,23 @@
 //! when the body arrives, feeds its chunks, answers and server requests to
 //! the engine, and hands it the engine's events.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 use futures_util::future::AbortHandle;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use wirestream_proto::{Error, Refused, ServerEvent, ServerSession};
+
+/// The engine of a served connection: tungstenite's frames in, and each
+/// server request's token the requester's reply channel, so its answer goes
+/// straight back to it.
+pub(crate) type Engine = ServerSession<Utf8Bytes, oneshot::Sender<Reply>>;
 
 use crate::driver::Application;
 use crate::parked::{Parked, Room};
@@ -46,7 +51,6 @@ pub(crate) struct ServerApp<R, B, H> {
     outgoing: Parked<Outgoing>,
     room: Room,
     requests_tx: Option<mpsc::UnboundedSender<IncomingRequest>>,
-    waiting: HashMap<String, oneshot::Sender<Reply>>,
     abort: Option<AbortHandle>,
     /// Detaches the connection from the registry when the driver ends.
     _attached: Option<Attached>,
@@ -93,14 +97,13 @@ where
             outgoing: Parked::new(outgoing),
             room: Room::default(),
             requests_tx: Some(requests),
-            waiting: HashMap::new(),
             abort: None,
             _attached: attached,
             _body: PhantomData,
         }
     }
 
-    fn start(&mut self, engine: &mut ServerSession, text: &str, now: Instant) {
+    fn start(&mut self, engine: &mut Engine, text: &str, now: Instant) {
         let Some((handler, session)) = self.start.take() else {
             return;
         };
@@ -112,21 +115,27 @@ where
         }
     }
 
-    fn chunk(&mut self, engine: &mut ServerSession, chunk: Box<RawValue>, ids: Vec<Box<str>>) {
+    fn chunk(
+        &mut self,
+        engine: &mut Engine,
+        chunk: Box<RawValue>,
+        ids: Vec<Box<str>>,
+        now: Instant,
+    ) {
         // Closed or finished: the handler learns it from its channel.
         if let Err(Refused {
             error: Error::Full,
             value,
-        }) = engine.send_chunk(chunk, &ids)
+        }) = engine.send_chunk(now, chunk, &ids)
         {
             self.produced
                 .park(&mut self.room, Produced::Chunk(value, ids));
         }
     }
 
-    fn produced(&mut self, engine: &mut ServerSession, produced: Option<Produced>, now: Instant) {
+    fn produced(&mut self, engine: &mut Engine, produced: Option<Produced>, now: Instant) {
         match produced {
-            Some(Produced::Chunk(chunk, ids)) => self.chunk(engine, chunk, ids),
+            Some(Produced::Chunk(chunk, ids)) => self.chunk(engine, chunk, ids, now),
             Some(Produced::End(Ok(()))) => {
                 let _ = engine.finish(now);
             }
@@ -140,38 +149,36 @@ where
         }
     }
 
-    fn request(&mut self, engine: &mut ServerSession, outgoing: Outgoing, now: Instant) {
-        let request = &outgoing.request;
-        if request
-            .body
-            .as_ref()
-            .is_some_and(|b| b.get().len() > engine.config().max_frame_size)
-        {
-            let _ = outgoing.reply.send(Err(RequestFailed::TooLarge));
-            return;
-        }
+    fn request(&mut self, engine: &mut Engine, outgoing: Outgoing, now: Instant) {
+        let Outgoing { request, reply } = outgoing;
         let sent = engine.send_server_request(
             now,
             &request.method,
             &request.headers,
             request.body.as_deref(),
             request.timeout,
+            reply,
         );
-        match sent {
-            Ok(id) => {
-                self.waiting.insert(id, outgoing.reply);
+        let Err(Refused {
+            error,
+            value: reply,
+        }) = sent
+        else {
+            return;
+        };
+        let failed = match error {
+            Error::Full => {
+                let outgoing = Outgoing { request, reply };
+                return self.outgoing.park(&mut self.room, outgoing);
             }
-            Err(Error::Full) => self.outgoing.park(&mut self.room, outgoing),
-            Err(Error::TooManyRequests) => {
-                let _ = outgoing.reply.send(Err(RequestFailed::TooManyRequests));
-            }
-            Err(_) => {
-                let _ = outgoing.reply.send(Err(RequestFailed::SessionEnded));
-            }
-        }
+            Error::TooManyRequests => RequestFailed::TooManyRequests,
+            Error::TooLarge => RequestFailed::TooLarge,
+            _ => RequestFailed::SessionEnded,
+        };
+        let _ = reply.send(Err(failed));
     }
 
-    fn answer(engine: &mut ServerSession, answer: Answer, now: Instant) {
+    fn answer(engine: &mut Engine, answer: Answer, now: Instant) {
         // Already answered by the engine (drain timeout, end): nothing to do.
         let _ = match answer.result {
             Some(result) => engine.respond(now, &answer.id, result),
@@ -187,15 +194,15 @@ where
     H: FnOnce(B, Session) -> Fut + Send + 'static,
     Fut: Future<Output = HandlerResult> + Send + 'static,
 {
-    type Engine = ServerSession;
+    type Engine = Engine;
     type Command = Command;
 
     fn deliver(
         &mut self,
-        engine: &mut ServerSession,
-        event: ServerEvent,
+        engine: &mut Engine,
+        event: ServerEvent<Utf8Bytes, oneshot::Sender<Reply>>,
         now: Instant,
-    ) -> Result<(), ServerEvent> {
+    ) -> Result<(), ServerEvent<Utf8Bytes, oneshot::Sender<Reply>>> {
         match event {
             ServerEvent::Body(text) => self.start(engine, &text, now),
             ServerEvent::Request(request) => {
@@ -206,10 +213,8 @@ where
                     let _ = tx.unbounded_send(request);
                 }
             }
-            ServerEvent::ServerRequestEnded { id, outcome } => {
-                if let Some(reply) = self.waiting.remove(&id) {
-                    let _ = reply.send(reply_of(outcome));
-                }
+            ServerEvent::ServerRequestEnded { token, outcome, .. } => {
+                let _ = token.send(reply_of(outcome));
             }
             ServerEvent::Writable => self.room.writable(),
             ServerEvent::End(_) => self.requests_tx = None,
@@ -240,7 +245,7 @@ where
         Poll::Pending
     }
 
-    fn apply(&mut self, engine: &mut ServerSession, command: Command, now: Instant) {
+    fn apply(&mut self, engine: &mut Engine, command: Command, now: Instant) {
         match command {
             Command::Answer(answer) => Self::answer(engine, answer, now),
             Command::Produced(produced) => self.produced(engine, produced, now),

@@ -5,10 +5,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::SinkExt;
 use serde_json::value::RawValue;
-use wirestream_proto::{Headers, Outcome, ServerResponse};
+use wirestream_proto::{Headers, Outcome};
 
 /// An HTTP request to forward to a client over its WebSocket (a server
 /// request, PROTOCOL.md §3.2).
@@ -95,9 +96,17 @@ impl fmt::Display for RequestFailed {
 impl std::error::Error for RequestFailed {}
 
 /// The answer to a server request, as the driver reports it.
-pub(crate) type Reply = Result<ServerResponse<'static>, RequestFailed>;
+pub(crate) type Reply = Result<Response, RequestFailed>;
 
-pub(crate) fn reply_of(outcome: Outcome<ServerResponse<'static>>) -> Reply {
+/// A client's response to a server request, as it arrived: the frame's
+/// text, with its status, headers and body read in place (no copy).
+pub type Response = wirestream_proto::ReceivedResponse<Utf8Bytes>;
+
+/// A server request, as a client received it: the frame's text, with its
+/// method, headers and body read in place (no copy).
+pub type IncomingServerRequest = wirestream_proto::ReceivedServerRequest<Utf8Bytes>;
+
+pub(crate) fn reply_of(outcome: Outcome<Response>) -> Reply {
     match outcome {
         Outcome::Answered(response) => Ok(response),
         Outcome::TimedOut => Err(RequestFailed::TimedOut),

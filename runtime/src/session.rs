@@ -7,19 +7,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::mpsc;
 use futures_util::future::{AbortHandle, abortable};
 use futures_util::{SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use wirestream_proto::{
-    ClientRequest, ClientRequestKind, ConnectionId, Json, Registered, RegistryError, RequestError,
-    ResponseError, ServerResponse,
+    Config, ConnectionId, ReceivedRequest, Registered, RegistryError, RequestError, RequestKind,
+    ResponseError,
 };
 
 use crate::registry::Registry;
 use crate::rt::Runtime;
-use crate::server_request::{HttpRequest, Mailbox, RequestFailed, ask};
+use crate::server_request::{HttpRequest, Mailbox, RequestFailed, Response, ask};
 
 /// Chunks a producer may have in flight towards the driver on top of the
 /// engine's own bounded queue (plus one per [`ChunkSender`] clone).
@@ -101,7 +102,9 @@ impl std::error::Error for SendError {}
 #[derive(Clone, Debug)]
 pub struct ChunkSender {
     tx: mpsc::Sender<Produced>,
-    max_frame: usize,
+    /// The session's limits: the engine's rule for a frame's size is asked
+    /// here, so that the producer learns of a chunk it would refuse.
+    config: Config,
 }
 
 impl fmt::Debug for Produced {
@@ -134,7 +137,7 @@ impl ChunkSender {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        if chunk.get().len() > self.max_frame {
+        if !self.config.admits_frame(chunk.get().len()) {
             return Err(SendError::TooLarge);
         }
         let ids = ids.into_iter().map(|id| id.as_ref().into()).collect();
@@ -175,17 +178,14 @@ impl Session {
     /// `registry`, if it is attached.
     pub(crate) fn new(
         chunks: mpsc::Sender<Produced>,
-        max_frame: usize,
+        config: Config,
         requests: Option<mpsc::UnboundedReceiver<IncomingRequest>>,
         mailbox: Option<Mailbox>,
         registry: Registry,
         conn: Option<ConnectionId>,
     ) -> Self {
         Self {
-            chunks: ChunkSender {
-                tx: chunks,
-                max_frame,
-            },
+            chunks: ChunkSender { tx: chunks, config },
             requests: Requests { rx: requests },
             link: Link {
                 mailbox,
@@ -222,10 +222,7 @@ impl Session {
     /// Sends this session's client a server request (PROTOCOL.md §3.2) and
     /// awaits its response, its deadline or the connection's end. Allowed
     /// before the first chunk.
-    pub async fn request(
-        &self,
-        request: HttpRequest,
-    ) -> Result<ServerResponse<'static>, RequestFailed> {
+    pub async fn request(&self, request: HttpRequest) -> Result<Response, RequestFailed> {
         match &self.link.mailbox {
             Some(mailbox) => ask(mailbox.clone(), request).await,
             None => Err(RequestFailed::NotConnected),
@@ -304,7 +301,7 @@ pub(crate) struct Answer {
 /// session emitted): answer it with [`respond`](Self::respond). Dropping it
 /// unanswered answers `500`.
 pub struct IncomingRequest {
-    request: ClientRequest<'static>,
+    request: ReceivedRequest<Utf8Bytes>,
     answers: Option<mpsc::UnboundedSender<Answer>>,
 }
 
@@ -320,7 +317,7 @@ impl IncomingRequest {
     /// A request the engine accepted; its answer (or its drop) goes to
     /// `answers`.
     pub(crate) fn new(
-        request: ClientRequest<'static>,
+        request: ReceivedRequest<Utf8Bytes>,
         answers: mpsc::UnboundedSender<Answer>,
     ) -> Self {
         Self {
@@ -331,29 +328,29 @@ impl IncomingRequest {
 
     /// The request's id, minted by the client.
     pub fn id(&self) -> &str {
-        &self.request.id
+        self.request.id()
     }
 
-    /// The request as it arrived.
-    pub fn request(&self) -> &ClientRequest<'static> {
+    /// The request as it arrived: its frame, read in place.
+    pub fn request(&self) -> &ReceivedRequest<Utf8Bytes> {
         &self.request
     }
 
     /// For an `agent_completion_notify`: the running completion it names.
     pub fn response_id(&self) -> Option<&str> {
-        match &self.request.kind {
-            ClientRequestKind::AgentCompletionNotify { response_id, .. } => Some(response_id),
-            // Another kind: `ClientRequestKind` is `#[non_exhaustive]`.
+        match self.request.kind() {
+            RequestKind::AgentCompletionNotify { response_id, .. } => Some(response_id),
+            // Another kind: `RequestKind` is `#[non_exhaustive]`.
             _ => None,
         }
     }
 
-    /// For an `agent_completion_notify`: what to hand the completion, raw
-    /// (a JSON string or an array of parts).
-    pub fn content(&self) -> Option<&Json<'static>> {
-        match &self.request.kind {
-            ClientRequestKind::AgentCompletionNotify { content, .. } => Some(content),
-            // Another kind: `ClientRequestKind` is `#[non_exhaustive]`.
+    /// For an `agent_completion_notify`: what to hand the completion, as
+    /// the JSON text that arrived (a string or an array of parts).
+    pub fn content(&self) -> Option<&str> {
+        match self.request.kind() {
+            RequestKind::AgentCompletionNotify { content, .. } => Some(content),
+            // Another kind: `RequestKind` is `#[non_exhaustive]`.
             _ => None,
         }
     }
@@ -367,7 +364,7 @@ impl IncomingRequest {
     fn answer(&mut self, result: Option<Result<(), RequestError>>) {
         if let Some(answers) = self.answers.take() {
             let _ = answers.unbounded_send(Answer {
-                id: self.request.id.to_string(),
+                id: self.request.id().to_owned(),
                 result,
             });
         }

@@ -22,10 +22,9 @@ const WRITE_BUFFER: usize = 128 << 10;
 /// more than sending a 1 KiB chunk); frames larger than this are still read
 /// whole, in several reads.
 const READ_BUFFER: usize = 8 << 10;
-/// Room beyond the largest payload for a frame's header (14 bytes, RFC
-/// 6455 §5.2) and an envelope around a body at the limit (a server
-/// request's id and headers, a notify's fields).
-const ENVELOPE: usize = 64 << 10;
+/// The largest WebSocket frame header (RFC 6455 §5.2: 2 bytes, an 8-byte
+/// length, a 4-byte mask).
+const FRAME_HEADER: usize = 14;
 
 /// async-tungstenite's limits for a session with `config`, so that nothing
 /// below the engine is unbounded:
@@ -38,9 +37,9 @@ const ENVELOPE: usize = 64 << 10;
 ///   128 KiB;
 /// - `read_buffer_size` is 8 KiB (tungstenite zeroes it before each read);
 /// - `max_write_buffer_size` (unbounded by default) holds that plus one frame
-///   of [`Config::max_frame_size`] and its envelope: the adapters refuse to
-///   send a chunk, body or notify larger than that limit, as the peer would
-///   refuse it too.
+///   of [`Config::max_frame_size`] and its header: the engine refuses to
+///   queue any frame larger than that limit, as the peer would refuse it
+///   too.
 pub fn websocket_config(config: &Config) -> WebSocketConfig {
     let config = config.clone().normalized();
     let write = WRITE_BUFFER.min(config.max_queued_bytes);
@@ -52,7 +51,7 @@ pub fn websocket_config(config: &Config) -> WebSocketConfig {
         .max_write_buffer_size(
             write
                 .saturating_add(config.max_frame_size)
-                .saturating_add(ENVELOPE),
+                .saturating_add(FRAME_HEADER),
         )
 }
 
@@ -90,6 +89,7 @@ pub(crate) fn close_message(code: CloseCode) -> Message {
 pub(crate) fn to_message(frame: Transmit) -> Message {
     match frame {
         Transmit::Text(text) => Message::Text(text.into()),
+        Transmit::Ping => Message::Ping(Default::default()),
         Transmit::Close(code) => close_message(code),
     }
 }
