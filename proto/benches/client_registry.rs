@@ -1,50 +1,49 @@
-//! Criterion benchmarks of the client session's inbound dispatch and of the
-//! session registry (issue #3), next to `engine.rs`'s server-side ones.
+//! Benchmarks of the client session's inbound dispatch and of the session
+//! registry, next to `engine.rs`'s server-side ones; the measurement and
+//! the report are `common::run`, as there.
 //!
 //! Run with `cargo bench -p wirestream-proto --bench client_registry`; the
-//! ratios and a summary of the registry figures are printed at the end.
-//! BENCHMARKS.md records a run.
+//! ratios (each with its target, met or missed) and a summary of the
+//! registry figures are printed at the end. BENCHMARKS.md records a run.
 //!
-//! - `client_dispatch/*`: one batch of [`FRAMES`] inbound frames (mostly
+//! - `client_dispatch/engine`: a batch of [`FRAMES`] inbound frames (mostly
 //!   ~1 KiB agent-completion chunks, `ok`/`error` answers to notifies the
-//!   session sent, a few server requests with a JSON body, ~10% junk) fed to
-//!   a fresh [`ClientSession`], draining every event and transmit after each
-//!   frame, vs `serde_json::from_str::<IgnoredAny>` over the same bytes.
-//!   Target <= 1.3x, measured with the same paired method as `engine.rs`
-//!   (`common::paired`).
+//!   session sent, a few server requests with a JSON body, 10% junk), each
+//!   handed by value (an owned `String`, cloned untimed) to a fresh
+//!   [`ClientSession`], draining every event and transmit after each frame,
+//!   vs `serde_json::from_str::<IgnoredAny>` over the same frames, owned
+//!   too. Target <= 1.2x.
 //! - `registry/*`: one operation on a [`Registry<u64>`] holding 10,000
-//!   connections that own 4 session ids each, in ns per op (no baseline is
-//!   required; `std_hashmap_get` is a reference point: one std `HashMap`
-//!   lookup with the same keys and hasher).
+//!   connections that own 4 session ids each, in ns per op (no target;
+//!   `std_hashmap_get` is a reference point: one std `HashMap` lookup with
+//!   the same keys and hasher).
 
 mod common;
 
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::measurement::WallTime;
-use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput};
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use serde_json::value::RawValue;
 use wirestream_proto::classify::{ClientFrame, classify_client};
 use wirestream_proto::{
-    ClientEvent, ClientSession, Config, ConnectionId, Headers, Inbound, Outcome, Registered,
+    ClientEvent, ClientSession, Config, ConnectionId, Engine, Headers, Outcome, Registered,
     Registry, SeededRandom, mint_id,
 };
 
 use common::{
-    Paired, baseline_parse, both, chunk, criterion_dir, estimate, paired, quartiles, selected,
-    shuffle, timed,
+    BODY_FRAME, Batch, Names, SEED, Spec, baseline_parse, chunk, completion_ids, criterion_dir,
+    dispatch_figures, drain, error_frame, estimate, feed, ok_frame, over_frames, quartiles,
+    selected, server_request_frame, shuffle, timed,
 };
-
-const SEED: u64 = 0x5eed_2026;
 
 // ---------------------------------------------------------------------------
 // Client dispatch: workload
 // ---------------------------------------------------------------------------
 
-/// Frames per dispatch batch (one criterion iteration).
+/// Frames per dispatch batch.
 const FRAMES: usize = 100;
 /// Of which agent-completion chunks (~1 KiB each)...
 const CHUNKS: usize = 72;
@@ -60,8 +59,6 @@ const JUNK: usize = FRAMES - CHUNKS - OKS - ERRORS - SERVER_REQUESTS;
 const NOTIFIES: usize = OKS + ERRORS;
 /// Agent completions the chunks belong to (a root and agents).
 const COMPLETIONS: usize = 4;
-
-const BODY_FRAME: &str = r#"{"model":"objectiveai/agent-1","messages":[{"role":"user","content":"Refactor the parser and run the tests."}],"stream":true}"#;
 
 /// Frames a client must drop and count: not objects, not JSON, or an
 /// envelope that is malformed (duplicated key, mistyped code, headers that
@@ -80,34 +77,6 @@ const JUNK_FRAMES: [&str; 10] = [
 ];
 
 /// An MCP `tools/call` forwarded by the server: a server request with a
-/// JSON body (~330 B).
-fn server_request_frame(id: &str, n: usize) -> String {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": n,
-        "method": "tools/call",
-        "params": {
-            "name": "read_file",
-            "arguments": {"path": format!("src/parser_{n}.rs"), "limit": 200}
-        }
-    });
-    format!(
-        r#"{{"id":{},"method":"POST","headers":{{"content-type":"application/json","accept":"application/json, text/event-stream","mcp-session-id":"s-1"}},"body":{body}}}"#,
-        serde_json::Value::from(id),
-    )
-}
-
-fn ok_frame(id: &str) -> String {
-    format!(r#"{{"type":"ok","id":{}}}"#, serde_json::Value::from(id))
-}
-
-fn error_frame(id: &str, response_id: &str) -> String {
-    format!(
-        r#"{{"type":"error","id":{},"code":409,"message":{}}}"#,
-        serde_json::Value::from(id),
-        serde_json::Value::from(format!("agent completion {response_id} already finished")),
-    )
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -125,22 +94,16 @@ struct ClientWorkload {
     /// What the application answers a server request with (`with_reply`).
     answer_headers: Headers<'static>,
     answer_body: Box<RawValue>,
-    /// The batch, in arrival order.
-    frames: Vec<String>,
-    /// What each frame is, for the breakdown by kind.
-    kinds: Vec<Kind>,
+    batch: Batch<Kind>,
 }
 
 impl ClientWorkload {
     fn new(base: Instant) -> Self {
         let mut rng = SeededRandom::new(SEED ^ 1);
-        let completion_ids: Vec<String> = (0..COMPLETIONS)
-            .map(|_| format!("agc-{}", mint_id(&mut rng)))
-            .collect();
         let mut w = Self {
             base,
             body: RawValue::from_string(BODY_FRAME.to_owned()).expect("valid JSON"),
-            completion_ids,
+            completion_ids: completion_ids(&mut rng, COMPLETIONS),
             notify_content: serde_json::value::to_raw_value(
                 "Also check the tests in tests/parser.rs before you commit.",
             )
@@ -151,8 +114,10 @@ impl ClientWorkload {
                     .to_owned(),
             )
             .expect("valid JSON"),
-            frames: Vec::new(),
-            kinds: Vec::new(),
+            batch: Batch {
+                frames: Vec::new(),
+                kinds: Vec::new(),
+            },
         };
         let (_, notify_ids) = w.session();
         let mut frames = Vec::with_capacity(FRAMES);
@@ -174,8 +139,7 @@ impl ClientWorkload {
             frames.push((Kind::ServerRequest, server_request_frame(&id, n + 1)));
         }
         frames.extend(JUNK_FRAMES.iter().map(|s| (Kind::Junk, (*s).to_owned())));
-        shuffle(&mut frames, &mut rng);
-        (w.kinds, w.frames) = frames.into_iter().unzip();
+        w.batch = Batch::shuffled(frames, &mut rng);
         w
     }
 
@@ -188,78 +152,48 @@ impl ClientWorkload {
             Config::default(),
             self.body.clone(),
             SeededRandom::new(SEED),
-        );
-        while s.poll_transmit().is_some() {}
+        )
+        .expect("the body fits");
+        drain(&mut s);
         let ids = (0..NOTIFIES)
             .map(|n| {
+                let response_id = &self.completion_ids[n % COMPLETIONS];
                 let id = s
-                    .notify(
-                        now,
-                        &self.completion_ids[n % COMPLETIONS],
-                        &self.notify_content,
-                        None,
-                    )
+                    .notify(now, response_id, &self.notify_content, None, ())
                     .expect("room");
-                while s.poll_transmit().is_some() {}
+                drain(&mut s);
                 id
             })
             .collect();
-        while s.poll_event().is_some() {}
         (s, ids)
-    }
-
-    /// The frames of one kind, in batch order.
-    fn only(&self, kind: Kind) -> Vec<String> {
-        self.frames
-            .iter()
-            .zip(&self.kinds)
-            .filter(|&(_, k)| *k == kind)
-            .map(|(f, _)| f.clone())
-            .collect()
-    }
-
-    fn bytes(&self) -> usize {
-        self.frames.iter().map(String::len).sum()
     }
 }
 
-/// Feeds the batch, draining after every frame as a driver does. With
-/// `reply`, every server request is also answered (status 200, a small JSON
-/// body) and the answer transmitted. Returns (events, transmits).
+/// Feeds `frames` to `s` by value; with `reply`, every server request is
+/// also answered (status 200, a small JSON body) and the answer
+/// transmitted. Returns (events, transmits).
 fn dispatch(
     s: &mut ClientSession,
     w: &ClientWorkload,
-    frames: &[String],
+    frames: Vec<String>,
     reply: bool,
 ) -> (usize, usize) {
     let now = w.base;
-    let (mut events, mut transmits) = (0, 0);
-    for f in frames {
-        s.handle_frame(now, Inbound::Text(black_box(f)));
-        while let Some(event) = s.poll_event() {
-            events += 1;
-            if reply {
-                if let ClientEvent::ServerRequest(r) = &event {
-                    s.respond(now, &r.id, 200, &w.answer_headers, Some(&w.answer_body))
-                        .expect("pending");
-                }
-            }
-            black_box(event);
+    feed(s, now, frames, |s, event| {
+        if let (true, ClientEvent::ServerRequest(r)) = (reply, event) {
+            s.respond(now, r.id(), 200, &w.answer_headers, Some(&w.answer_body))
+                .expect("pending");
         }
-        while let Some(t) = s.poll_transmit() {
-            transmits += 1;
-            black_box(t);
-        }
-    }
-    (events, transmits)
+    })
 }
 
 /// Only the engine's one-pass classification (no session): separates the
-/// cost of parsing from the session's bookkeeping. Returns the junk count.
-fn classify_only(frames: &[String]) -> usize {
+/// cost of parsing from the session's bookkeeping. Takes and drops the
+/// frames as the baseline does. Returns the junk count.
+fn classify_only(frames: Vec<String>) -> usize {
     let mut junk = 0;
     for f in frames {
-        let frame = classify_client(black_box(f));
+        let frame = classify_client(black_box(&f));
         junk += usize::from(matches!(frame, ClientFrame::Junk));
         black_box(frame);
     }
@@ -270,37 +204,35 @@ fn classify_only(frames: &[String]) -> usize {
 /// every answer routed to its notify, every server request delivered with
 /// its body, every junk frame dropped, nothing refused or unknown.
 fn check_workload(w: &ClientWorkload) {
+    let frames = &w.batch.frames;
     let (mut s, notify_ids) = w.session();
     assert_eq!(s.notifies_in_flight(), NOTIFIES);
     let (mut chunks, mut oks, mut errors, mut requests) = (0, 0, 0, 0);
-    for f in &w.frames {
-        s.handle_frame(w.base, Inbound::Text(f));
-        while let Some(event) = s.poll_event() {
-            match event {
-                ClientEvent::Chunk(text) if text.len() > 900 => chunks += 1,
-                ClientEvent::NotifyEnded {
-                    id,
-                    outcome: Outcome::Answered(result),
-                } => {
-                    assert!(notify_ids.contains(&id));
-                    match result {
-                        Ok(()) => oks += 1,
-                        Err(e) if e.code == 409 => errors += 1,
-                        Err(e) => panic!("unexpected error {e:?}"),
-                    }
-                }
-                ClientEvent::ServerRequest(r)
-                    if r.method == "POST"
-                        && r.headers.len() == 3
-                        && r.body.as_ref().is_some_and(|b| b.get().len() > 100) =>
-                {
-                    requests += 1;
-                }
-                other => panic!("unexpected event {other:?}"),
+    let transmits = feed(&mut s, w.base, frames.clone(), |_, event| match event {
+        ClientEvent::Chunk(text) if text.len() > 900 => chunks += 1,
+        ClientEvent::NotifyEnded {
+            id,
+            outcome: Outcome::Answered(result),
+            ..
+        } => {
+            assert!(notify_ids.contains(id));
+            match result {
+                Ok(()) => oks += 1,
+                Err(e) if e.code == 409 => errors += 1,
+                Err(e) => panic!("unexpected error {e:?}"),
             }
         }
-        assert!(s.poll_transmit().is_none(), "nothing is sent unasked");
-    }
+        ClientEvent::ServerRequest(r)
+            if r.method() == Some("POST")
+                && r.headers().len() == 3
+                && r.body().is_some_and(|b| b.len() > 100) =>
+        {
+            requests += 1;
+        }
+        other => panic!("unexpected event {other:?}"),
+    })
+    .1;
+    assert_eq!(transmits, 0, "nothing is sent unasked");
     assert_eq!(
         (chunks, oks, errors, requests),
         (CHUNKS, OKS, ERRORS, SERVER_REQUESTS)
@@ -313,18 +245,18 @@ fn check_workload(w: &ClientWorkload) {
     assert_eq!(s.server_requests_pending(), SERVER_REQUESTS);
 
     let (mut s, _) = w.session();
-    let (events, transmits) = dispatch(&mut s, w, &w.frames, true);
+    let (events, transmits) = dispatch(&mut s, w, frames.clone(), true);
     assert_eq!(
         (events, transmits),
         (CHUNKS + NOTIFIES + SERVER_REQUESTS, SERVER_REQUESTS)
     );
     assert_eq!(s.server_requests_pending(), 0);
     assert_eq!(
-        baseline_parse(&w.frames),
+        baseline_parse(frames.clone()),
         FRAMES - 2,
         "two junk frames are not JSON"
     );
-    assert_eq!(classify_only(&w.frames), JUNK);
+    assert_eq!(classify_only(frames.clone()), JUNK);
 }
 
 // ---------------------------------------------------------------------------
@@ -472,36 +404,8 @@ fn check_registry() {
 }
 
 // ---------------------------------------------------------------------------
-// Benchmarks
+// Registry: benchmarks
 // ---------------------------------------------------------------------------
-
-fn bench_client_dispatch(c: &mut Criterion, w: &ClientWorkload) {
-    let mut g = c.benchmark_group("client_dispatch");
-    g.throughput(Throughput::Elements(FRAMES as u64));
-    g.bench_function("serde_json_ignored_any", |b| {
-        b.iter(|| baseline_parse(&w.frames));
-    });
-    g.bench_function("classify_client", |b| {
-        b.iter(|| classify_only(&w.frames));
-    });
-    // A fresh session per batch, built right before it is timed (as in
-    // engine.rs and in the paired measurement).
-    g.bench_function("engine", |b| {
-        b.iter_batched_ref(
-            || w.session().0,
-            |s| dispatch(s, w, &w.frames, false),
-            BatchSize::PerIteration,
-        );
-    });
-    g.bench_function("engine_with_reply", |b| {
-        b.iter_batched_ref(
-            || w.session().0,
-            |s| dispatch(s, w, &w.frames, true),
-            BatchSize::PerIteration,
-        );
-    });
-    g.finish();
-}
 
 /// The `undo` of an operation that keeps the registry's size.
 fn nothing<C>(_: &mut C) {}
@@ -705,134 +609,88 @@ fn reference_map() -> (HashMap<Box<str>, u64>, Vec<String>) {
 }
 
 // ---------------------------------------------------------------------------
-// Reports
+// The paired figures
 // ---------------------------------------------------------------------------
 
-/// `frames` through a fresh session (from [`ClientWorkload::session`]) per
-/// round.
-fn paired_dispatch(w: &ClientWorkload, frames: &[String], reply: bool, rounds: usize) -> Paired {
-    paired(rounds, frames.len(), |engine_first| {
-        let mut s = w.session().0;
-        let t = both(
-            engine_first,
-            || {
-                black_box(dispatch(&mut s, w, frames, reply));
-            },
-            || {
-                black_box(baseline_parse(frames));
-            },
-        );
-        drop(s);
-        t
-    })
+/// `frames` through a fresh session (built untimed), as a driver hands
+/// them over.
+fn dispatch_spec<'a>(
+    w: &'a ClientWorkload,
+    names: Names,
+    frames: Vec<String>,
+    reply: bool,
+) -> Spec<'a> {
+    over_frames(
+        names,
+        frames,
+        || w.session().0,
+        move |s, frames| {
+            dispatch(s, w, frames, reply);
+        },
+    )
 }
 
-fn paired_classify(frames: &[String], rounds: usize) -> Paired {
-    paired(rounds, frames.len(), |classify_first| {
-        both(
-            classify_first,
-            || {
-                black_box(classify_only(frames));
-            },
-            || {
-                black_box(baseline_parse(frames));
-            },
-        )
-    })
+/// `Registry::lookup` vs the reference map's `get`, over the same blocks of
+/// keys (paired; criterion measures both in `bench_registry`).
+fn lookup_spec<'a>(
+    f: &'a Fixture,
+    map: &'a HashMap<Box<str>, u64>,
+    keys: &'a [String],
+) -> Spec<'a> {
+    let block = BLOCK as usize;
+    let mut at = 0;
+    Spec::new(
+        ("registry", "lookup", "std_hashmap_get"),
+        block,
+        move || {
+            let keys = &keys[at..][..block];
+            at = (at + block) % (IDS - block);
+            (keys, keys)
+        },
+        |keys: &[String]| {
+            for k in keys {
+                black_box(f.reg.lookup(black_box(k)).map(|(c, v)| (c, *v)));
+            }
+        },
+        |keys: &[String]| {
+            for k in keys {
+                black_box(map.get(black_box(k.as_str())).copied());
+            }
+        },
+    )
+    .paired_only()
 }
 
-fn verdict(target: Option<f64>, ratio: f64, rounds: usize) -> String {
-    match target {
-        _ if rounds < 100 => "smoke test, not a measurement".to_owned(),
-        None => "informational".to_owned(),
-        Some(t) if ratio <= t => format!("target <= {t}x: met"),
-        Some(t) => format!("target <= {t}x: MISSED"),
-    }
-}
-
-fn client_report(dir: &Path, since: SystemTime, w: &ClientWorkload, rounds: usize) {
-    const GROUP: &str = "client_dispatch";
-    const BASELINE: &str = "serde_json_ignored_any";
-    let benches = [BASELINE, "classify_client", "engine", "engine_with_reply"];
-    if !benches.iter().any(|b| selected(&format!("{GROUP}/{b}"))) {
-        return;
-    }
-    println!();
-    println!(
-        "ratios engine/baseline, client dispatch: per frame, batch of {FRAMES} frames ({} B)",
-        w.bytes()
-    );
-    println!(
-        "  paired = {rounds} interleaved rounds: median ns per op of each side, ratio median [quartiles] of per-round ratios"
-    );
-    println!(
-        "  criterion = the two benchmarks' median estimates above, measured one after the other"
-    );
-    let pairs: [(&str, Option<f64>); 3] = [
-        ("classify_client", None),
-        ("engine", Some(1.3)),
-        ("engine_with_reply", None),
+fn client_specs(w: &ClientWorkload) -> Vec<Spec<'_>> {
+    let kinds = [
+        (Kind::Chunk, "engine_chunk", "classify_chunk"),
+        (
+            Kind::Response,
+            "engine_notify_answer",
+            "classify_notify_answer",
+        ),
+        (
+            Kind::ServerRequest,
+            "engine_server_request",
+            "classify_server_request",
+        ),
+        (Kind::Junk, "engine_junk", "classify_junk"),
     ];
-    for (engine, target) in pairs {
-        let name = format!("{GROUP}/{engine}");
-        if !selected(&name) && !selected(&format!("{GROUP}/{BASELINE}")) {
-            continue;
-        }
-        let p = match engine {
-            "classify_client" => paired_classify(&w.frames, rounds),
-            _ => paired_dispatch(w, &w.frames, engine == "engine_with_reply", rounds),
-        };
-        println!(
-            "  {name:<34} paired: {:>8.1} ns vs {:>8.1} ns ({BASELINE}) = {:.2}x [{:.2}x..{:.2}x]  ({})",
-            p.engine_ns,
-            p.baseline_ns,
-            p.ratio[1],
-            p.ratio[0],
-            p.ratio[2],
-            verdict(target, p.ratio[1], rounds),
-        );
-        if let (Some(e), Some(b)) = (
-            estimate(dir, GROUP, engine, since),
-            estimate(dir, GROUP, BASELINE, since),
-        ) {
-            let per = FRAMES as f64;
-            println!(
-                "  {:<34} criterion: {:>8.1} ns vs {:>8.1} ns = {:.2}x",
-                "",
-                e / per,
-                b / per,
-                e / b
-            );
-        }
-    }
-    if !selected(&format!("{GROUP}/engine")) {
-        return;
-    }
-    println!("  by kind of frame (paired, informational): classify_client / engine, vs {BASELINE}");
-    for (name, kind) in [
-        ("chunk", Kind::Chunk),
-        ("notify answer", Kind::Response),
-        ("server request", Kind::ServerRequest),
-        ("junk", Kind::Junk),
-    ] {
-        let frames = w.only(kind);
-        let avg = frames.iter().map(String::len).sum::<usize>() / frames.len().max(1);
-        let c = paired_classify(&frames, rounds);
-        let e = paired_dispatch(w, &frames, false, rounds);
-        println!(
-            "    {name:<16} {:>3} x {avg:>4} B: classify {:>7.1} vs {:>7.1} ns = {:.2}x; engine {:>7.1} vs {:>7.1} ns = {:.2}x",
-            frames.len(),
-            c.engine_ns,
-            c.baseline_ns,
-            c.ratio[1],
-            e.engine_ns,
-            e.baseline_ns,
-            e.ratio[1],
-        );
-    }
+    dispatch_figures(
+        &w.batch,
+        ("client_dispatch", "classify_client"),
+        &kinds,
+        |names, frames, reply| dispatch_spec(w, names, frames, reply),
+        classify_only,
+    )
 }
 
-fn registry_report(dir: &Path, since: SystemTime, figures: &[(&str, [f64; 3])], rounds: usize) {
+// ---------------------------------------------------------------------------
+// Registry report
+// ---------------------------------------------------------------------------
+
+fn registry_report(since: SystemTime, figures: &[(&str, [f64; 3])], rounds: usize) {
+    let dir = criterion_dir();
     if !REGISTRY_BENCHES
         .iter()
         .any(|(bench, _)| selected(&format!("registry/{bench}")))
@@ -846,7 +704,7 @@ fn registry_report(dir: &Path, since: SystemTime, figures: &[(&str, [f64; 3])], 
     );
     for (bench, what) in REGISTRY_BENCHES {
         let q = figures.iter().find(|(b, _)| *b == bench).map(|&(_, q)| q);
-        let criterion = estimate(dir, "registry", bench, since);
+        let criterion = estimate(&dir, "registry", bench, since);
         if q.is_none() && criterion.is_none() {
             continue;
         }
@@ -856,79 +714,31 @@ fn registry_report(dir: &Path, since: SystemTime, figures: &[(&str, [f64; 3])], 
         let criterion = criterion.map_or("-".to_owned(), |v| format!("{v:.1} ns"));
         println!("  registry/{bench:<18} blocks {q:>22}  criterion {criterion:>10}  {what}");
     }
-    if !selected("registry/lookup") && !selected("registry/std_hashmap_get") {
-        return;
-    }
-    let f = Fixture::new();
-    let (map, keys) = reference_map();
-    let block = BLOCK as usize;
-    let mut at = 0;
-    let p = paired(rounds, block, |registry_first| {
-        let keys = &keys[at..][..block];
-        at = (at + block) % (IDS - block);
-        both(
-            registry_first,
-            || {
-                for k in keys {
-                    black_box(f.reg.lookup(black_box(k)).map(|(c, v)| (c, *v)));
-                }
-            },
-            || {
-                for k in keys {
-                    black_box(map.get(black_box(k.as_str())).copied());
-                }
-            },
-        )
-    });
-    println!(
-        "  lookup vs std_hashmap_get, paired: {:.1} ns vs {:.1} ns = {:.2}x [{:.2}x..{:.2}x]  ({})",
-        p.engine_ns,
-        p.baseline_ns,
-        p.ratio[1],
-        p.ratio[0],
-        p.ratio[2],
-        verdict(None, p.ratio[1], rounds),
-    );
 }
 
 fn main() {
-    let since = SystemTime::now();
     let w = ClientWorkload::new(Instant::now());
     check_workload(&w);
     check_registry();
-    let chunk_len = w.only(Kind::Chunk).first().map_or(0, String::len);
-    let request_len = w.only(Kind::ServerRequest).first().map_or(0, String::len);
     println!(
-        "client workload: {FRAMES} frames/batch ({CHUNKS} chunks of {chunk_len} B, {OKS} ok + {ERRORS} error answers, {SERVER_REQUESTS} server requests of {request_len} B, {JUNK} junk), {} B",
-        w.bytes()
+        "client workload: {FRAMES} frames/batch ({CHUNKS} chunks of ~{} B, {OKS} ok + {ERRORS} error answers, {SERVER_REQUESTS} server requests of ~{} B, {JUNK} junk), {} B",
+        w.batch.describe(Kind::Chunk).1,
+        w.batch.describe(Kind::ServerRequest).1,
+        w.batch.bytes()
     );
     println!("registry: {CONNECTIONS} connections x {IDS_PER_CONNECTION} minted ids ({IDS} ids)");
 
-    let dir = criterion_dir();
-    let mut c = Criterion::default()
-        .output_directory(&dir)
-        .sample_size(40)
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(6))
-        .nresamples(20_000)
-        .configure_from_args();
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    // Under `cargo test --benches` criterion runs each routine once; do the
-    // same here: a few rounds, to check that it works, not to measure.
-    let rounds = if flag("--list") || flag("--profile-time") {
-        0
-    } else if flag("--bench") && !flag("--test") {
-        4000
-    } else {
-        3
-    };
-    bench_client_dispatch(&mut c, &w);
+    let mut c = common::criterion();
+    let rounds = common::rounds();
+    let since = SystemTime::now();
     let figures = bench_registry(&mut c, rounds);
+    let f = Fixture::new();
+    let (map, keys) = reference_map();
+    let mut specs = client_specs(&w);
+    specs.push(lookup_spec(&f, &map, &keys));
+    common::run(&mut c, &mut specs);
     c.final_summary();
-    if rounds == 0 {
-        return;
+    if rounds > 0 {
+        registry_report(since, &figures, rounds);
     }
-    client_report(&dir, since, &w, rounds);
-    registry_report(&dir, since, &figures, rounds);
 }

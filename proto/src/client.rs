@@ -360,7 +360,7 @@ impl<T: AsRef<str>, K> Engine for ClientSession<T, K> {
     }
 
     fn poll_event(&mut self) -> Option<ClientEvent<T, K>> {
-        self.core.events.pop_front()
+        self.core.pop_event()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

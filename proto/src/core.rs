@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Refused};
 use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
 use crate::ids::RandomSource;
-use crate::queue::Outbound;
+use crate::queue::{Outbound, shrink_drained};
 use crate::requests::Outgoing;
 use crate::stats::Stats;
 
@@ -287,6 +287,13 @@ impl<E: RoleEvent> Core<E> {
     pub(crate) fn terminate(&mut self) {
         self.handshake = Handshake::Closed;
         self.out.shut();
+    }
+
+    /// The next event for the application.
+    pub(crate) fn pop_event(&mut self) -> Option<E> {
+        let event = self.events.pop_front();
+        shrink_drained(&mut self.events);
+        event
     }
 
     /// The next frame; raises the writable event when the open session just

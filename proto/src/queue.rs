@@ -4,6 +4,19 @@ use std::collections::VecDeque;
 
 use crate::frame::Transmit;
 
+/// What a drained queue keeps of its buffer: enough for the usual handful
+/// of items, so that a session does not reallocate in steady state.
+const KEEP: usize = 4;
+
+/// Gives a burst's buffer back once `queue` is drained: an idle session
+/// holds only [`KEEP`] slots, whatever it once queued. A shrink follows a
+/// growth past `KEEP`, so its cost is spread over the items that grew it.
+pub(crate) fn shrink_drained<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > KEEP {
+        queue.shrink_to(KEEP);
+    }
+}
+
 /// Frames waiting for the transport.
 ///
 /// Data the application sends is admitted only while the queue is under both
@@ -66,6 +79,7 @@ impl Outbound {
     /// The next frame, and whether the queue just made room after a refusal.
     pub(crate) fn pop(&mut self) -> (Option<Transmit>, bool) {
         let frame = self.frames.pop_front();
+        shrink_drained(&mut self.frames);
         if let Some(f) = &frame {
             self.bytes -= f.len();
         }
@@ -86,6 +100,7 @@ impl Outbound {
     /// is gone, or the peer closed).
     pub(crate) fn shut(&mut self) {
         self.frames.clear();
+        shrink_drained(&mut self.frames);
         self.bytes = 0;
         self.blocked = false;
         self.closed = true;

@@ -5,27 +5,33 @@
 //! drained at the end.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::hash::RandomState;
+use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::EntryRef;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use crate::error::{Error, Outcome};
 use crate::ids::{RandomSource, fresh, mint_id};
 
 #[derive(Debug)]
 struct Slot<V> {
+    /// The id's hash, kept so that growing the table does not hash every
+    /// id again.
+    hash: u64,
+    id: String,
     seq: u64,
     deadline: Option<Instant>,
     value: V,
 }
 
-/// Requests in flight, keyed by id. Ids may be chosen by the peer, so the map
-/// uses std's randomly keyed SipHash, which stays fast under adversarial keys.
+/// Requests in flight, keyed by id. Ids may be chosen by the peer, so the
+/// table uses std's randomly keyed SipHash, which stays fast under
+/// adversarial keys; each id is hashed once, when it arrives.
 #[derive(Debug)]
 pub(crate) struct Pending<V> {
-    slots: HashMap<String, Slot<V>, RandomState>,
+    slots: HashTable<Slot<V>>,
+    hasher: RandomState,
     /// `(deadline, seq)` of every request that has one: the earliest first.
     deadlines: BTreeSet<(Instant, u64)>,
     next_seq: u64,
@@ -34,7 +40,8 @@ pub(crate) struct Pending<V> {
 impl<V> Pending<V> {
     pub(crate) fn new() -> Self {
         Self {
-            slots: HashMap::with_hasher(RandomState::new()),
+            slots: HashTable::new(),
+            hasher: RandomState::new(),
             deadlines: BTreeSet::new(),
             next_seq: 0,
         }
@@ -49,11 +56,16 @@ impl<V> Pending<V> {
     }
 
     pub(crate) fn contains(&self, id: &str) -> bool {
-        self.slots.contains_key(id)
+        self.find(id).is_some()
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&V> {
-        self.slots.get(id).map(|slot| &slot.value)
+        self.find(id).map(|slot| &slot.value)
+    }
+
+    fn find(&self, id: &str) -> Option<&Slot<V>> {
+        self.slots
+            .find(self.hasher.hash_one(id), |slot| slot.id == id)
     }
 
     /// A fresh id (see [`mint_id`]) that is not in flight.
@@ -78,7 +90,11 @@ impl<V> Pending<V> {
         admit: impl FnOnce(usize) -> Result<V, E>,
     ) -> Result<bool, E> {
         let len = self.slots.len();
-        let EntryRef::Vacant(entry) = self.slots.entry_ref(id) else {
+        let hash = self.hasher.hash_one(id);
+        let Entry::Vacant(entry) =
+            self.slots
+                .entry(hash, |slot| slot.id == id, |slot: &Slot<V>| slot.hash)
+        else {
             return Ok(false);
         };
         let value = admit(len)?;
@@ -88,6 +104,8 @@ impl<V> Pending<V> {
             self.deadlines.insert((d, seq));
         }
         entry.insert(Slot {
+            hash,
+            id: id.to_owned(),
             seq,
             deadline,
             value,
@@ -102,11 +120,16 @@ impl<V> Pending<V> {
 
     /// Ends a request by its answer, handing back its owned id.
     pub(crate) fn remove_entry(&mut self, id: &str) -> Option<(String, V)> {
-        let (id, slot) = self.slots.remove_entry(id)?;
+        let hash = self.hasher.hash_one(id);
+        let (slot, _) = self
+            .slots
+            .find_entry(hash, |slot| slot.id == id)
+            .ok()?
+            .remove();
         if let Some(d) = slot.deadline {
             self.deadlines.remove(&(d, slot.seq));
         }
-        Some((id, slot.value))
+        Some((slot.id, slot.value))
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -121,23 +144,23 @@ impl<V> Pending<V> {
         }
         let mut due: Vec<_> = self
             .slots
-            .extract_if(|_, slot| slot.deadline.is_some_and(|d| d <= now))
+            .extract_if(|slot| slot.deadline.is_some_and(|d| d <= now))
             .collect();
-        due.sort_unstable_by_key(|(_, slot)| (slot.deadline, slot.seq));
-        for (_, slot) in &due {
+        due.sort_unstable_by_key(|slot| (slot.deadline, slot.seq));
+        for slot in &due {
             if let Some(d) = slot.deadline {
                 self.deadlines.remove(&(d, slot.seq));
             }
         }
-        due.into_iter().map(|(id, slot)| (id, slot.value)).collect()
+        due.into_iter().map(|slot| (slot.id, slot.value)).collect()
     }
 
     /// Ends every request, in arrival order.
     pub(crate) fn drain(&mut self) -> Vec<(String, V)> {
         self.deadlines.clear();
         let mut all: Vec<_> = self.slots.drain().collect();
-        all.sort_unstable_by_key(|(_, slot)| slot.seq);
-        all.into_iter().map(|(id, slot)| (id, slot.value)).collect()
+        all.sort_unstable_by_key(|slot| slot.seq);
+        all.into_iter().map(|slot| (slot.id, slot.value)).collect()
     }
 }
 

@@ -628,7 +628,7 @@ impl<T: AsRef<str>, K> Engine for ServerSession<T, K> {
     }
 
     fn poll_event(&mut self) -> Option<ServerEvent<T, K>> {
-        self.core.events.pop_front()
+        self.core.pop_event()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
