@@ -150,6 +150,7 @@ impl ClientWorkload {
         let now = self.base;
         let mut s = ClientSession::new(
             Config::default(),
+            now,
             self.body.clone(),
             SeededRandom::new(SEED),
         )

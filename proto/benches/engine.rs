@@ -254,7 +254,7 @@ impl Workload {
         s.handle_frame(now, Inbound::Text(BODY_FRAME.to_owned()));
         drain(&mut s);
         for id in &self.completion_ids {
-            s.send_chunk_value(&self.setup_chunk, [id]).expect("room");
+            s.send_chunk_value(now, &self.setup_chunk, [id]).expect("room");
             drain(&mut s);
         }
         let ids = (0..RESPONSES)
@@ -367,7 +367,7 @@ fn specs(w: &Workload) -> Vec<Spec<'_>> {
         move |()| {
             for _ in 0..CHUNK_BLOCK {
                 chunk_session
-                    .send_chunk_value(black_box(&value), [id])
+                    .send_chunk_value(w.base, black_box(&value), [id])
                     .expect("room");
                 black_box(chunk_session.poll_transmit().expect("the chunk"));
             }
@@ -450,7 +450,7 @@ fn memory_report(w: &Workload) {
     let streamed = || {
         let mut s = new_streaming();
         for (n, c) in chunks.iter().enumerate() {
-            s.send_chunk_value(c, [&ids[n % 3]]).expect("room");
+            s.send_chunk_value(now, c, [&ids[n % 3]]).expect("room");
             drain(&mut s);
         }
         s
@@ -478,7 +478,7 @@ fn memory_report(w: &Workload) {
         let mut s = new_streaming();
         let cap = s.config().max_queued_frames;
         for n in 0..cap {
-            s.send_chunk_value(&chunks[n % chunks.len()], [&ids[n % 3]])
+            s.send_chunk_value(now, &chunks[n % chunks.len()], [&ids[n % 3]])
                 .expect("room");
         }
         drain(&mut s);
@@ -487,7 +487,7 @@ fn memory_report(w: &Workload) {
     let at_id_cap = footprint(|| {
         let mut s = new_streaming();
         for id in &many_ids {
-            s.send_chunk_value(&chunks[0], [id]).expect("room");
+            s.send_chunk_value(now, &chunks[0], [id]).expect("room");
             drain(&mut s);
         }
         s
