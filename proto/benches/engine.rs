@@ -254,7 +254,8 @@ impl Workload {
         s.handle_frame(now, Inbound::Text(BODY_FRAME.to_owned()));
         drain(&mut s);
         for id in &self.completion_ids {
-            s.send_chunk_value(now, &self.setup_chunk, [id]).expect("room");
+            s.send_chunk_value(now, &self.setup_chunk, [id])
+                .expect("room");
             drain(&mut s);
         }
         let ids = (0..RESPONSES)

@@ -103,9 +103,10 @@ impl<R: Runtime> Client<R> {
         self
     }
 
-    /// Answers server requests with `handler`, each on its own task while
-    /// the socket keeps being read. Without one, every server request is
-    /// answered `501` (this client hosts nothing).
+    /// Answers server requests with `handler`. The handlers run on the
+    /// connection's own task, several at once, while the socket keeps being
+    /// read; one that panics is answered `500`. Without a handler, every
+    /// server request is answered `501` (this client hosts nothing).
     pub fn on_server_request<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(IncomingServerRequest) -> Fut + Send + Sync + 'static,
@@ -146,7 +147,7 @@ impl<R: Runtime> Client<R> {
         let (chunks_tx, chunks_rx) = mpsc::channel(CHUNK_CHANNEL);
         let (end_tx, end_rx) = oneshot::channel();
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFY_CHANNEL);
-        let app = ClientApp::new(self.rt.clone(), chunks_tx, end_tx, notify_rx, self.handler);
+        let app = ClientApp::new(chunks_tx, end_tx, notify_rx, self.handler);
         let driver = Driver::new(self.rt.clone(), ws, engine, app, self.tap);
         self.rt.spawn(async move {
             driver.run().await;

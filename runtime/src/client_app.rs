@@ -7,7 +7,10 @@ use std::time::Instant;
 
 use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::{mpsc, oneshot};
+use std::panic::AssertUnwindSafe;
+
 use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use wirestream_proto::{ClientEvent, ClientSession, EndReason, Error, Headers, Refused};
 
@@ -15,7 +18,6 @@ use crate::chunks::Delivery;
 use crate::driver::Application;
 use crate::notifier::{NotifyCommand, NotifyError, notify_result};
 use crate::parked::{Parked, Room};
-use crate::rt::Runtime;
 use crate::server_request::{HttpResponse, IncomingServerRequest};
 
 /// What answers server requests on a client.
@@ -35,44 +37,42 @@ pub(crate) type Engine = ClientSession<Utf8Bytes, NotifyReply>;
 pub(crate) enum Command {
     /// The application dropped the stream of chunks.
     HangUp,
-    /// A handler's response to the server request with this id.
-    Respond(String, HttpResponse),
+    /// A handler's response to the server request with this id (`None`:
+    /// the handler panicked).
+    Respond(String, Option<HttpResponse>),
     /// A notify.
     Notify(NotifyCommand),
 }
 
 /// The client's application half of the driver loop.
-pub(crate) struct ClientApp<R> {
-    rt: R,
+pub(crate) struct ClientApp {
     chunks: Option<mpsc::Sender<Delivery>>,
     end: Option<oneshot::Sender<EndReason>>,
     notifies: Parked<NotifyCommand>,
     room: Room,
-    responses: mpsc::UnboundedReceiver<(String, HttpResponse)>,
-    responses_tx: mpsc::UnboundedSender<(String, HttpResponse)>,
+    /// The handlers of server requests still running, polled on the
+    /// driver's task (at most the engine's limit of pending server
+    /// requests: it answers one more `429` itself).
+    running: FuturesUnordered<BoxFuture<'static, (String, Option<HttpResponse>)>>,
     handler: Option<Handler>,
 }
 
-impl<R: Runtime> ClientApp<R> {
+impl ClientApp {
     /// The application half of a client that hands chunks to `chunks` and
     /// the end to `end`, takes notifies from `notifies` and answers server
     /// requests with `handler` (`501` without one).
     pub(crate) fn new(
-        rt: R,
         chunks: mpsc::Sender<Delivery>,
         end: oneshot::Sender<EndReason>,
         notifies: mpsc::Receiver<NotifyCommand>,
         handler: Option<Handler>,
     ) -> Self {
-        let (responses_tx, responses) = mpsc::unbounded();
         Self {
-            rt,
             chunks: Some(chunks),
             end: Some(end),
             notifies: Parked::new(notifies),
             room: Room::default(),
-            responses,
-            responses_tx,
+            running: FuturesUnordered::new(),
             handler,
         }
     }
@@ -147,33 +147,27 @@ impl<R: Runtime> ClientApp<R> {
             return;
         };
         let id = request.id().to_owned();
-        let mut response = handler(request);
-        // A handler that answers at once is answered inline; one that waits
-        // runs on its own task.
-        if let Some(response) = (&mut response).now_or_never() {
-            respond(engine, &id, &response, now);
-            return;
-        }
-        let responses = self.responses_tx.clone();
-        self.rt.spawn(async move {
-            let response = response.await;
-            let _ = responses.unbounded_send((id, response));
-        });
+        let response = AssertUnwindSafe(handler(request)).catch_unwind();
+        self.running
+            .push(response.map(move |response| (id, response.ok())).boxed());
     }
 }
 
 /// Answers the server request `id` (already ended, if the session is over).
-/// An answer the engine refuses as over the frame limit becomes a bare
-/// `500`, so the server's requester is not left waiting for its deadline.
-fn respond(engine: &mut Engine, id: &str, response: &HttpResponse, now: Instant) {
-    let body = response.body.as_deref();
-    if let Err(Error::TooLarge) = engine.respond(now, id, response.status, &response.headers, body)
-    {
+/// A handler that panicked (`None`), or an answer the engine refuses as over
+/// the frame limit, becomes a bare `500`, so the server's requester is not
+/// left waiting for its deadline.
+fn respond(engine: &mut Engine, id: &str, response: Option<&HttpResponse>, now: Instant) {
+    let answered = response.map(|r| {
+        let body = r.body.as_deref();
+        engine.respond(now, id, r.status, &r.headers, body)
+    });
+    if let None | Some(Err(Error::TooLarge)) = answered {
         let _ = engine.respond(now, id, 500, &Headers::new(), None);
     }
 }
 
-impl<R: Runtime> Application for ClientApp<R> {
+impl Application for ClientApp {
     type Engine = Engine;
     type Command = Command;
 
@@ -226,7 +220,7 @@ impl<R: Runtime> Application for ClientApp<R> {
                 return Poll::Ready(Command::HangUp);
             }
         }
-        if let Poll::Ready(Some((id, response))) = self.responses.poll_next_unpin(cx) {
+        if let Poll::Ready(Some((id, response))) = self.running.poll_next_unpin(cx) {
             return Poll::Ready(Command::Respond(id, response));
         }
         if let Some(command) = self.notifies.retry(&self.room) {
@@ -244,7 +238,7 @@ impl<R: Runtime> Application for ClientApp<R> {
                 self.end = None;
                 self.hang_up(engine, now);
             }
-            Command::Respond(id, response) => respond(engine, &id, &response, now),
+            Command::Respond(id, response) => respond(engine, &id, response.as_ref(), now),
             Command::Notify(command) => self.notify(engine, command, now),
         }
     }

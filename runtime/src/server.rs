@@ -139,11 +139,14 @@ impl<R: Runtime> Server<R> {
     ///
     /// The body frame is deserialized as `B`; a body that does not fit is
     /// answered `400` and `Close(1003)` without calling `handler`. Otherwise
-    /// `handler(body, session)` runs on its own task while this future keeps
-    /// reading the socket; its result finishes or fails the stream. When the
-    /// connection ends first (the client hangs up, a limit is breached), the
-    /// handler is dropped at its next await, its [`Session::send`] fails,
-    /// pending server requests fail, and the connection leaves the registry.
+    /// `handler(body, session)` runs on this connection's own task, polled
+    /// by this future between reads of the socket, so a chunk costs no hop
+    /// between tasks; CPU-heavy work belongs on a task of its own, sending
+    /// through [`Session::chunks`]. The handler's result finishes or fails
+    /// the stream; a handler that panics fails it with `500` and
+    /// `Close(1011)`. When the connection ends first (the client hangs up, a
+    /// limit is breached), the handler is dropped, pending server requests
+    /// fail, and the connection leaves the registry.
     pub async fn serve<S, B, H, Fut>(&self, ws: WebSocketStream<S>, handler: H) -> Served
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -177,14 +180,7 @@ impl<R: Runtime> Server<R> {
             conn,
         );
         let start = (handler, session);
-        let app = ServerApp::new(
-            self.rt.clone(),
-            start,
-            produced,
-            outgoing,
-            requests_tx,
-            attached,
-        );
+        let app = ServerApp::new(start, produced, outgoing, requests_tx, attached);
         let driver = Driver::new(self.rt.clone(), ws, engine, app, self.tap.clone());
         let (end, stats) = driver.run().await;
         Served { end, stats }

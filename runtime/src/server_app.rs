@@ -10,7 +10,6 @@ use std::time::Instant;
 use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
-use futures_util::future::AbortHandle;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use wirestream_proto::{Error, Refused, ServerEvent, ServerSession};
@@ -23,10 +22,10 @@ pub(crate) type Engine = ServerSession<Utf8Bytes, oneshot::Sender<Reply>>;
 use crate::driver::Application;
 use crate::parked::{Parked, Room};
 use crate::registry::Attached;
-use crate::rt::Runtime;
 use crate::server_request::{Outgoing, Reply, RequestFailed, reply_of};
 use crate::session::{
-    Answer, HandlerResult, IncomingRequest, Produced, Session, handler_vanished, spawn_handler,
+    Answer, HandlerResult, HandlerTask, IncomingRequest, Produced, Session, handler_task,
+    handler_vanished,
 };
 
 /// What the handler's side asks of the engine, in the order
@@ -34,15 +33,15 @@ use crate::session::{
 pub(crate) enum Command {
     /// An answer to a client request (or its drop).
     Answer(Answer),
-    /// The handler's next chunk or its end; `None`: its task died.
-    Produced(Option<Produced>),
     /// A server request.
     Request(Outgoing),
+    /// The handler's next chunk or its end; `None`: its channel closed
+    /// without an end.
+    Produced(Option<Produced>),
 }
 
 /// The server's application half of the driver loop.
-pub(crate) struct ServerApp<R, B, H> {
-    rt: R,
+pub(crate) struct ServerApp<B, H> {
     /// The handler and its session, until the body arrives.
     start: Option<(H, Session)>,
     produced: Parked<Produced>,
@@ -51,25 +50,16 @@ pub(crate) struct ServerApp<R, B, H> {
     outgoing: Parked<Outgoing>,
     room: Room,
     requests_tx: Option<mpsc::UnboundedSender<IncomingRequest>>,
-    abort: Option<AbortHandle>,
+    /// The handler's run, polled by the driver on the connection's own task
+    /// (no hop between tasks per chunk); dropped with the connection.
+    task: Option<HandlerTask>,
     /// Detaches the connection from the registry when the driver ends.
     _attached: Option<Attached>,
     _body: PhantomData<fn() -> B>,
 }
 
-impl<R, B, H> Drop for ServerApp<R, B, H> {
-    fn drop(&mut self) {
-        // The connection is over: a handler still running is dropped at its
-        // next await (it has nobody left to stream to).
-        if let Some(abort) = &self.abort {
-            abort.abort();
-        }
-    }
-}
-
-impl<R, B, H, Fut> ServerApp<R, B, H>
+impl<B, H, Fut> ServerApp<B, H>
 where
-    R: Runtime,
     B: DeserializeOwned + Send + 'static,
     H: FnOnce(B, Session) -> Fut + Send + 'static,
     Fut: Future<Output = HandlerResult> + Send + 'static,
@@ -80,7 +70,6 @@ where
     /// `requests`. `attached` is dropped (detaching the connection from the
     /// registry) with it.
     pub(crate) fn new(
-        rt: R,
         start: (H, Session),
         produced: mpsc::Receiver<Produced>,
         outgoing: mpsc::Receiver<Outgoing>,
@@ -89,7 +78,6 @@ where
     ) -> Self {
         let (answers_tx, answers) = mpsc::unbounded();
         Self {
-            rt,
             start: Some(start),
             produced: Parked::new(produced),
             answers,
@@ -97,7 +85,7 @@ where
             outgoing: Parked::new(outgoing),
             room: Room::default(),
             requests_tx: Some(requests),
-            abort: None,
+            task: None,
             _attached: attached,
             _body: PhantomData,
         }
@@ -108,7 +96,7 @@ where
             return;
         };
         match serde_json::from_str::<B>(text) {
-            Ok(body) => self.abort = Some(spawn_handler(&self.rt, handler, body, session)),
+            Ok(body) => self.task = Some(handler_task(handler, body, session)),
             Err(e) => {
                 let _ = engine.reject_body(now, e);
             }
@@ -187,9 +175,8 @@ where
     }
 }
 
-impl<R, B, H, Fut> Application for ServerApp<R, B, H>
+impl<B, H, Fut> Application for ServerApp<B, H>
 where
-    R: Runtime,
     B: DeserializeOwned + Send + 'static,
     H: FnOnce(B, Session) -> Fut + Send + 'static,
     Fut: Future<Output = HandlerResult> + Send + 'static,
@@ -227,20 +214,30 @@ where
     }
 
     fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
+        // The handler runs here, on the driver's task: what it produced is
+        // in the channels below when this poll returns.
+        if let Some(task) = &mut self.task
+            && task.as_mut().poll(cx).is_ready()
+        {
+            self.task = None;
+        }
         if let Poll::Ready(Some(answer)) = self.answers.poll_next_unpin(cx) {
             return Poll::Ready(Command::Answer(answer));
+        }
+        // Server requests before chunks: a producer that is always ready
+        // would otherwise take every free slot of the queue first. They are
+        // bounded (`max_server_requests`), so chunks are never starved.
+        if let Some(outgoing) = self.outgoing.retry(&self.room) {
+            return Poll::Ready(Command::Request(outgoing));
         }
         if let Some(produced) = self.produced.retry(&self.room) {
             return Poll::Ready(Command::Produced(Some(produced)));
         }
-        if let Some(outgoing) = self.outgoing.retry(&self.room) {
+        if let Poll::Ready(Some(outgoing)) = self.outgoing.poll_next(cx) {
             return Poll::Ready(Command::Request(outgoing));
         }
         if let Poll::Ready(produced) = self.produced.poll_next(cx) {
             return Poll::Ready(Command::Produced(produced));
-        }
-        if let Poll::Ready(Some(outgoing)) = self.outgoing.poll_next(cx) {
-            return Poll::Ready(Command::Request(outgoing));
         }
         Poll::Pending
     }

@@ -4,13 +4,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::mpsc;
 use futures_util::future::{AbortHandle, abortable};
-use futures_util::{SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use wirestream_proto::{
@@ -31,8 +32,29 @@ pub(crate) const CHUNK_CHANNEL: usize = 8;
 /// error frame, then `Close(1011)`).
 pub type HandlerResult = Result<(), ResponseError<'static>>;
 
-/// Runs `handler(body, session)` on its own task; its result follows its
-/// chunks down the session's channel. Returns how to drop it early.
+/// The handler's run as one future: `handler(body, session)`, whose result
+/// follows its chunks down the session's channel. A handler that panics
+/// fails the stream with `500` (its panic is caught here, so that it takes
+/// neither the connection's driver nor a runtime's worker with it).
+pub(crate) fn handler_task<B, H, Fut>(handler: H, body: B, session: Session) -> HandlerTask
+where
+    B: Send + 'static,
+    H: FnOnce(B, Session) -> Fut + Send + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    let mut end = session.chunks.tx.clone();
+    Box::pin(async move {
+        let run = AssertUnwindSafe(handler(body, session)).catch_unwind();
+        let result = run.await.unwrap_or_else(|_| Err(handler_panicked()));
+        let _ = end.send(Produced::End(result)).await;
+    })
+}
+
+/// A handler's run, as [`handler_task`] makes it.
+pub(crate) type HandlerTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs `handler(body, session)` on its own task (for sessions without a
+/// driver to poll it: SSE and unary). Returns how to drop it early.
 pub(crate) fn spawn_handler<R, B, H, Fut>(
     rt: &R,
     handler: H,
@@ -45,16 +67,16 @@ where
     H: FnOnce(B, Session) -> Fut + Send + 'static,
     Fut: Future<Output = HandlerResult> + Send + 'static,
 {
-    let mut end = session.chunks.tx.clone();
-    let task = async move {
-        let result = handler(body, session).await;
-        let _ = end.send(Produced::End(result)).await;
-    };
-    let (task, abort) = abortable(task);
+    let (task, abort) = abortable(handler_task(handler, body, session));
     rt.spawn(async move {
         let _ = task.await;
     });
     abort
+}
+
+/// The error a stream fails with when its handler panicked.
+pub(crate) fn handler_panicked() -> ResponseError<'static> {
+    ResponseError::new(500, "the handler panicked")
 }
 
 /// What a handler's task sends its driver, in order.
