@@ -3,7 +3,7 @@
 //! the crate's documentation for the list). The fuzz targets run the same
 //! executors on inputs decoded with `arbitrary`.
 //!
-//! 4096 cases per property: about 30 s for the whole file in a debug build on
+//! 4096 cases per property: about 75 s for the whole file in a debug build on
 //! two cores. Set `PROPTEST_CASES` to run more (or fewer).
 
 use proptest::prelude::*;
