@@ -1,23 +1,31 @@
 //! The client session against its reference model.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use arbitrary::Arbitrary;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use wirestream_proto::{
-    ClientSession, CloseCode, Config, EndReason, Headers, Phase, SeededRandom, Stats, Transmit,
+    ClientSession, CloseCode, Config, EndReason, Engine, Headers, Phase, SeededRandom, Stats,
+    Transmit,
 };
 
-use crate::io::{ClientSeen as Ev, Frame, NotifyEnd, feed_client, poll_client};
+use crate::ErrKind;
+use crate::io::{ClientSeen as Ev, Frame, NotifyEnd, feed};
+use crate::live::{Fired, Ledger, Live, check_common, events, expire, full, transmit};
 use crate::ops::{
-    Advance, Control, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion, quote,
+    Advance, Control, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion,
+    pad_text, padding, quote,
 };
 use crate::oracle::{self, AtClient, AtServer};
-use crate::{ErrKind, assert_json, kind};
+use crate::{assert_json, kind};
 
 const BODY: &str = r#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+
+/// The session type the executor drives: its tokens are `u64`s, one per
+/// notify.
+type Client = ClientSession<String, u64>;
 
 /// A whole client run: its limits, how many frames the peer reads after
 /// each step, and the steps.
@@ -28,6 +36,10 @@ pub struct ClientScenario {
     /// Frames the peer reads after each step, as
     /// [`ServerScenario::read`](super::ServerScenario::read).
     pub read: u8,
+    /// First try a body padded this much (see
+    /// [`padding`](crate::padding)): one over `max_frame_size` must be
+    /// refused and handed back, and the run goes on with the usual body.
+    pub body_pad: u8,
     /// The steps.
     pub ops: Vec<ClientOp>,
 }
@@ -48,6 +60,8 @@ pub enum ClientOp {
         parts: bool,
         /// Its deadline.
         timeout: Timeout,
+        /// Padding of a string content.
+        pad: u8,
     },
     /// `respond` to a server request.
     Respond {
@@ -59,6 +73,8 @@ pub enum ClientOp {
         headers: bool,
         /// With a body.
         body: bool,
+        /// Padding of the body (when there is one).
+        pad: u8,
     },
     /// The peer reads up to this many frames.
     Read(u8),
@@ -132,6 +148,10 @@ pub struct ClientReport {
     pub notifies: usize,
     /// Server requests the application saw.
     pub requests_seen: usize,
+    /// Commands refused with `TooLarge` (the body's included).
+    pub too_large: usize,
+    /// Keepalive pings sent.
+    pub pings: usize,
 }
 
 /// Runs a scenario against a client session, asserting the invariants after
@@ -145,6 +165,8 @@ pub fn run_client(scenario: &ClientScenario) -> ClientReport {
         h.step(op);
     }
     h.settle();
+    h.report.frames_out = h.ledger.frames_out;
+    h.report.end = h.ledger.end;
     h.report
 }
 
@@ -155,13 +177,16 @@ enum Expect {
         id: String,
         response_id: String,
         content: Value,
+        text: String,
     },
     Response {
         id: String,
         status: u16,
         headers: Vec<(String, String)>,
         body: Option<Value>,
+        text: String,
     },
+    Ping,
     Close(CloseCode),
 }
 
@@ -169,9 +194,11 @@ enum Expect {
 struct Model {
     cfg: Config,
     phase: Phase,
+    /// The close handshake's deadline.
     deadline: Option<Instant>,
-    /// Notifies in flight, in send order: (id, deadline).
-    notifies: Vec<(String, Option<Instant>)>,
+    live: Live,
+    /// Notifies in flight, in send order: (id, token, deadline).
+    notifies: Vec<(String, u64, Option<Instant>)>,
     /// Server requests the application holds, in arrival order.
     pending: Vec<String>,
     out: VecDeque<Expect>,
@@ -187,8 +214,9 @@ struct Model {
 }
 
 impl Model {
-    fn new(cfg: Config) -> Self {
+    fn new(cfg: Config, now: Instant) -> Self {
         Self {
+            live: Live::new(&cfg, now),
             cfg,
             phase: Phase::Streaming,
             deadline: None,
@@ -207,7 +235,12 @@ impl Model {
 
     fn next_deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Streaming => self.notifies.iter().filter_map(|(_, d)| *d).min(),
+            Phase::Streaming => self
+                .notifies
+                .iter()
+                .filter_map(|(_, _, d)| *d)
+                .chain(self.live.deadline())
+                .min(),
             Phase::Closing => self.deadline,
             _ => None,
         }
@@ -220,6 +253,14 @@ impl Model {
         }
     }
 
+    fn fits(&self, len: usize) -> Result<(), ErrKind> {
+        if len > self.cfg.max_frame_size {
+            Err(ErrKind::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
     fn push(&mut self, e: Expect) {
         if !self.queue_closed {
             self.queue_closed = matches!(e, Expect::Close(_));
@@ -227,8 +268,10 @@ impl Model {
         }
     }
 
+    /// A frame arrives at `now`; `full`: the queue once it is handled.
     /// Returns whether the frame is a server request owed an answer.
-    fn on_frame(&mut self, now: Instant, frame: &Frame) -> bool {
+    fn on_frame(&mut self, now: Instant, frame: &Frame, full: bool) -> bool {
+        self.live.inbound(now);
         match self.phase {
             Phase::Streaming => {}
             Phase::Closing => {
@@ -239,6 +282,7 @@ impl Model {
             }
             _ => return false,
         }
+        let mut owed = false;
         match frame {
             Frame::Ping | Frame::Pong => {}
             Frame::Binary => self.stats.binary_frames += 1,
@@ -247,13 +291,14 @@ impl Model {
             Frame::Text(t) if t.len() > self.cfg.max_frame_size => {
                 self.close_with(now, CloseCode::TOO_BIG);
             }
-            Frame::Text(t) => return self.on_text(t),
+            Frame::Text(t) => owed = self.on_text(t),
         }
-        false
+        self.live.note(now, full);
+        owed
     }
 
     fn on_text(&mut self, text: &str) -> bool {
-        match oracle::expected_at_client(text) {
+        match oracle::at_client(text) {
             AtClient::Chunk => {
                 self.chunks += 1;
                 self.events.push_back(Ev::Chunk(text.to_owned()));
@@ -268,6 +313,7 @@ impl Model {
                 if self.pending.len() >= self.cfg.max_server_requests {
                     self.stats.refused_requests += 1;
                     self.push(Expect::Response {
+                        text: answer_text(&id, 429, false, None),
                         id,
                         status: 429,
                         headers: Vec::new(),
@@ -289,32 +335,33 @@ impl Model {
     }
 
     fn on_response(&mut self, id: String, outcome: NotifyEnd) {
-        if let Some(i) = self.notifies.iter().position(|(n, _)| *n == id) {
-            self.notifies.remove(i);
-            self.events.push_back(Ev::NotifyEnded { id, outcome });
+        if let Some(i) = self.notifies.iter().position(|(n, _, _)| *n == id) {
+            let (id, token, _) = self.notifies.remove(i);
+            self.events
+                .push_back(Ev::NotifyEnded { id, token, outcome });
         } else {
             self.stats.unknown_responses += 1;
         }
     }
 
-    fn on_timeout(&mut self, now: Instant) {
-        let mut due: Vec<(Instant, usize)> = self
-            .notifies
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, d))| d.filter(|d| *d <= now).map(|d| (d, i)))
-            .collect();
-        due.sort();
-        let gone: Vec<String> = due
-            .iter()
-            .map(|&(_, i)| self.notifies[i].0.clone())
-            .collect();
-        self.notifies.retain(|(id, _)| !gone.contains(id));
-        for id in gone {
+    /// The timeout at `now`, the queue `full` or not before it.
+    fn on_timeout(&mut self, now: Instant, full: bool) {
+        for (id, token) in expire(&mut self.notifies, now) {
             self.events.push_back(Ev::NotifyEnded {
                 id,
+                token,
                 outcome: NotifyEnd::TimedOut,
             });
+        }
+        if self.phase == Phase::Streaming {
+            match self.live.fire(now, full) {
+                // At most one keepalive ping waits in the queue.
+                Some(Fired::Ping) if !self.out.contains(&Expect::Ping) => {
+                    self.push(Expect::Ping);
+                }
+                Some(Fired::Ping) | None => {}
+                Some(Fired::Lost(reason)) => self.give_up(reason),
+            }
         }
         if self.phase == Phase::Closing && self.deadline.is_some_and(|d| d <= now) {
             self.terminate();
@@ -324,33 +371,47 @@ impl Model {
     fn on_transport_lost(&mut self) {
         match self.phase {
             Phase::Streaming => self.peer_gone(EndReason::TransportLost),
-            Phase::Closing => self.terminate(),
-            _ => {}
+            // Nothing can go out any more, not even a best-effort close.
+            _ => self.terminate(),
         }
     }
 
     fn close_with(&mut self, now: Instant, code: CloseCode) {
+        self.end_requests();
         self.push(Expect::Close(code));
         self.phase = Phase::Closing;
         self.deadline = now.checked_add(self.cfg.close_timeout);
-        self.end(EndReason::Local(code));
+        self.events.push_back(Ev::End(EndReason::Local(code)));
     }
 
     fn peer_gone(&mut self, reason: EndReason) {
+        self.end_requests();
         self.terminate();
-        self.end(reason);
+        self.events.push_back(Ev::End(reason));
     }
 
-    fn end(&mut self, reason: EndReason) {
-        for (id, _) in std::mem::take(&mut self.notifies) {
+    /// PROTOCOL.md §5: as if the transport died; a silent peer gets a
+    /// best-effort `Close(1008)` as the last frame, a stalled one nothing.
+    fn give_up(&mut self, reason: EndReason) {
+        self.end_requests();
+        self.terminate();
+        self.live.stop();
+        if reason == EndReason::PeerSilent {
+            self.out.push_back(Expect::Close(CloseCode::POLICY));
+        }
+        self.events.push_back(Ev::End(reason));
+    }
+
+    fn end_requests(&mut self) {
+        for (id, token, _) in std::mem::take(&mut self.notifies) {
             self.events.push_back(Ev::NotifyEnded {
                 id,
+                token,
                 outcome: NotifyEnd::SessionEnded,
             });
         }
         self.answers_lost += self.pending.len();
         self.pending.clear();
-        self.events.push_back(Ev::End(reason));
     }
 
     fn terminate(&mut self) {
@@ -367,19 +428,31 @@ impl Model {
     }
 }
 
+/// A `server_response` as PROTOCOL.md §3.2 gives it: `headers` omitted
+/// when empty, `body` when absent.
+fn answer_text(id: &str, status: u16, headers: bool, body: Option<&str>) -> String {
+    let mut t = format!(r#"{{"id":{},"status":{status}"#, quote(id));
+    if headers {
+        t.push_str(r#","headers":{"mcp-session-id":"s-1"}"#);
+    }
+    if let Some(b) = body {
+        t.push_str(r#","body":"#);
+        t.push_str(b);
+    }
+    t.push('}');
+    t
+}
+
 struct Harness {
-    s: ClientSession,
+    s: Client,
     m: Model,
     now: Instant,
     read_cap: usize,
     notify_ids: Ids,
     request_ids: Ids,
     seen_requests: Ids,
-    minted: HashSet<String>,
-    ended: HashSet<String>,
+    ledger: Ledger,
     chunk_seq: u64,
-    end_events: usize,
-    close_sent: bool,
     requests_in: usize,
     answers_out: usize,
     report: ClientReport,
@@ -388,15 +461,29 @@ struct Harness {
 impl Harness {
     fn new(scenario: &ClientScenario) -> Self {
         let cfg = scenario.limits.config();
-        let body = RawValue::from_string(BODY.to_owned()).unwrap_or_default();
+        let now = Instant::now();
+        let rng = || SeededRandom::new(u64::from(scenario.read));
+        let mut report = ClientReport::default();
+        let pad = padding(scenario.body_pad);
+        if pad > 0 {
+            let big = format!(r#"{{"messages":[],"pad":"{}"}}"#, pad_text(pad));
+            let body = RawValue::from_string(big.clone()).unwrap();
+            match Client::new(cfg.clone(), now, body, rng()) {
+                Ok(_) => assert!(big.len() <= cfg.max_frame_size, "an oversize body taken"),
+                Err(refused) => {
+                    assert!(big.len() > cfg.max_frame_size, "a body that fits refused");
+                    assert_eq!(kind(&refused.error), ErrKind::TooLarge);
+                    assert_eq!(refused.value.get(), big, "the body is handed back");
+                    report.too_large += 1;
+                }
+            }
+        }
+        let body = RawValue::from_string(BODY.to_owned()).unwrap();
+        let s = Client::new(cfg.clone(), now, body, rng()).expect("the usual body fits");
         Self {
-            s: ClientSession::new(
-                cfg.clone(),
-                body,
-                SeededRandom::new(u64::from(scenario.read)),
-            ),
-            m: Model::new(cfg),
-            now: Instant::now(),
+            s,
+            m: Model::new(cfg, now),
+            now,
             read_cap: match scenario.read % 4 {
                 0 => usize::MAX,
                 1 => 1,
@@ -406,20 +493,16 @@ impl Harness {
             notify_ids: Ids::default(),
             request_ids: Ids::default(),
             seen_requests: Ids::default(),
-            minted: HashSet::new(),
-            ended: HashSet::new(),
+            ledger: Ledger::default(),
             chunk_seq: 0,
-            end_events: 0,
-            close_sent: false,
             requests_in: 0,
             answers_out: 0,
-            report: ClientReport::default(),
+            report,
         }
     }
 
     fn full(&self) -> bool {
-        self.s.queued_frames() >= self.m.cfg.max_queued_frames
-            || self.s.queued_bytes() >= self.m.cfg.max_queued_bytes
+        full(&self.s, &self.m.cfg)
     }
 
     fn step(&mut self, op: &ClientOp) {
@@ -433,7 +516,8 @@ impl Harness {
             }
             ClientOp::Advance(a) => {
                 self.now = a.apply(self.now, self.s.poll_timeout());
-                self.m.on_timeout(self.now);
+                let full = self.full();
+                self.m.on_timeout(self.now, full);
                 self.s.handle_timeout(self.now);
                 timed = true;
             }
@@ -441,15 +525,17 @@ impl Harness {
                 response_id,
                 parts,
                 timeout,
-            } => self.notify(*response_id, *parts, *timeout),
+                pad,
+            } => self.notify(*response_id, *parts, *timeout, padding(*pad)),
             ClientOp::Respond {
                 request,
                 status,
                 headers,
                 body,
+                pad,
             } => {
                 let id = self.seen_requests.pick(*request, "never-seen");
-                self.respond(&id, *status, *headers, *body);
+                self.respond(&id, *status, *headers, *body, padding(*pad));
             }
             ClientOp::End(ClientEnd::Close) => {
                 let expected = self.m.open().map(|()| {
@@ -473,7 +559,7 @@ impl Harness {
         let text = match f {
             ClientInbound::Chunk { completions } => {
                 self.chunk_seq += 1;
-                Some(chunk_text(*completions, self.chunk_seq).0)
+                Some(chunk_text(*completions, self.chunk_seq, 0).0)
             }
             ClientInbound::Ok { id } => Some(format!(
                 r#"{{"type":"ok","id":{}}}"#,
@@ -514,62 +600,101 @@ impl Harness {
             ClientInbound::Control(c) => c.frame(text),
             _ => Frame::Text(text.unwrap_or_default()),
         };
-        if self.m.on_frame(self.now, &frame) {
+        feed(&mut self.s, self.now, frame.clone());
+        let full = self.full();
+        if self.m.on_frame(self.now, &frame, full) {
             self.requests_in += 1;
         }
-        feed_client(&mut self.s, self.now, frame);
     }
 
-    fn notify(&mut self, response_id: u8, parts: bool, timeout: Timeout) {
+    fn notify(&mut self, response_id: u8, parts: bool, timeout: Timeout, pad: usize) {
         let rid = match response_id % 8 {
             n @ 0..6 => completion(n),
             n => STRANGERS[usize::from(n) % STRANGERS.len()].to_owned(),
         };
         let content = if parts {
-            r#"[{"type":"text","text":"look"},{"type":"input_audio","input_audio":{"data":"","format":"wav"}}]"#
+            r#"[{"type":"text","text":"look"},{"type":"input_audio","input_audio":{"data":"","format":"wav"}}]"#.to_owned()
         } else {
-            r#""also check the tests""#
+            format!(r#""also check the tests{}""#, pad_text(pad))
         };
-        let content = RawValue::from_string(content.to_owned()).unwrap_or_default();
+        let content = RawValue::from_string(content).unwrap_or_default();
+        let text = |id: &str| {
+            format!(
+                r#"{{"id":{},"type":"agent_completion_notify","response_id":{},"content":{}}}"#,
+                quote(id),
+                quote(&rid),
+                content.get()
+            )
+        };
         let full = self.full();
-        let expected = self.m.open().and_then(|()| {
-            if self.m.notifies.len() >= self.m.cfg.max_client_requests {
-                Err(ErrKind::TooManyRequests)
-            } else if full {
-                self.m.blocked = true;
-                Err(ErrKind::Full)
-            } else {
-                Ok(())
-            }
-        });
-        let got = self.s.notify(self.now, &rid, &content, timeout.duration());
+        let token = self.ledger.token();
+        let expected = self
+            .m
+            .open()
+            .and_then(|()| {
+                if self.m.notifies.len() >= self.m.cfg.max_client_requests {
+                    Err(ErrKind::TooManyRequests)
+                } else if full {
+                    self.m.blocked = true;
+                    Err(ErrKind::Full)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| self.m.fits(text(&"0".repeat(32)).len()));
+        let noted = expected != Err(ErrKind::TooLarge);
+        let got = self
+            .s
+            .notify(self.now, &rid, &content, timeout.duration(), token);
         match (got, expected) {
             (Ok(id), Ok(())) => {
-                assert!(self.minted.insert(id.clone()), "notify id {id} reused");
+                self.ledger.sent(&id, token);
                 self.notify_ids.learn(&id);
                 let d = self
                     .now
                     .checked_add(timeout.duration().unwrap_or(self.m.cfg.request_timeout));
-                self.m.notifies.push((id.clone(), d));
+                self.m.notifies.push((id.clone(), token, d));
                 self.m.push(Expect::Request {
+                    text: text(&id),
                     id,
                     response_id: rid,
                     content: serde_json::from_str(content.get()).unwrap(),
                 });
                 self.report.notifies += 1;
             }
-            (got, expected) => assert_eq!(got.map(|_| ()).map_err(|e| kind(&e)), expected),
+            (Err(refused), Err(e)) => {
+                assert_eq!(
+                    refused.value, token,
+                    "a refused notify hands its token back"
+                );
+                assert_eq!(kind(&refused.error), e, "notify");
+                if e == ErrKind::TooLarge {
+                    self.report.too_large += 1;
+                }
+            }
+            (got, expected) => panic!(
+                "notify: got {:?}, the model expected {expected:?}",
+                got.map_err(|r| r.error)
+            ),
+        }
+        if noted {
+            let full = self.full();
+            self.m.live.note(self.now, full);
         }
     }
 
-    fn respond(&mut self, id: &str, status: u16, with_headers: bool, with_body: bool) {
-        let headers: Headers<'_> = if with_headers {
+    fn respond(&mut self, id: &str, status: u16, headers: bool, body: bool, pad: usize) {
+        let header_map: Headers<'_> = if headers {
             [("mcp-session-id", "s-1")].into_iter().collect()
         } else {
             Headers::new()
         };
-        let body = RawValue::from_string(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#.to_owned())
-            .unwrap_or_default();
+        let raw = RawValue::from_string(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{}},"pad":"{}"}}"#,
+            pad_text(pad)
+        ))
+        .unwrap_or_default();
+        let text = answer_text(id, status, headers, body.then(|| raw.get()));
         let expected = self.m.open().and_then(|()| {
             let i = self
                 .m
@@ -577,42 +702,48 @@ impl Harness {
                 .iter()
                 .position(|p| p == id)
                 .ok_or(ErrKind::UnknownRequest)?;
+            self.m.fits(text.len())?;
             self.m.pending.remove(i);
             self.m.push(Expect::Response {
                 id: id.to_owned(),
                 status,
-                headers: headers
+                headers: header_map
                     .iter()
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .collect(),
-                body: with_body.then(|| serde_json::from_str(body.get()).unwrap()),
+                body: body.then(|| serde_json::from_str(raw.get()).unwrap()),
+                text,
             });
             Ok(())
         });
         let got = self
             .s
-            .respond(self.now, id, status, &headers, with_body.then_some(&*body))
+            .respond(self.now, id, status, &header_map, body.then_some(&*raw))
             .map_err(|e| kind(&e));
+        if got == Err(ErrKind::TooLarge) {
+            self.report.too_large += 1;
+        }
         assert_eq!(got, expected, "respond {id:?}");
+        if expected.is_ok() {
+            let full = self.full();
+            self.m.live.note(self.now, full);
+        }
     }
 
     fn read(&mut self, cap: usize) {
         for _ in 0..cap {
-            let bytes = self.s.queued_bytes();
-            let frames = self.s.queued_frames();
-            let t = self.s.poll_transmit();
+            let t = transmit(&mut self.s, &mut self.ledger);
             let expected = self.m.out.pop_front();
             match (&t, expected) {
                 (None, None) => {}
                 (Some(t), Some(e)) => self.check_frame(t, &e),
                 (t, e) => panic!("client transmitted {t:?}, the model expected {e:?}"),
             }
-            if let Some(t) = &t {
-                assert_eq!(self.s.queued_bytes(), bytes - t.len(), "byte accounting");
-                assert_eq!(self.s.queued_frames(), frames - 1, "frame accounting");
-                self.report.frames_out += 1;
+            let full = self.full();
+            if t.is_some() {
+                self.m.live.popped(full);
             }
-            if self.m.blocked && !self.full() && !self.m.queue_closed {
+            if self.m.blocked && !full && !self.m.queue_closed {
                 self.m.blocked = false;
                 if self.m.phase == Phase::Streaming {
                     self.m.events.push_back(Ev::Writable);
@@ -625,20 +756,21 @@ impl Harness {
     }
 
     /// The body first, then only client requests and server responses as a
-    /// server classifies them; nothing after the close frame.
+    /// server classifies them, each exactly the frame the model expected.
     fn check_frame(&mut self, t: &Transmit, e: &Expect) {
-        assert!(!self.close_sent, "{t:?} transmitted after the close frame");
         let text = match (t, e) {
             (Transmit::Close(c), Expect::Close(want)) => {
                 assert_eq!(c, want, "close code");
-                self.close_sent = true;
+                return;
+            }
+            (Transmit::Ping, Expect::Ping) => {
+                self.report.pings += 1;
                 return;
             }
             (Transmit::Text(text), _) => text,
             (t, e) => panic!("client transmitted {t:?}, the model expected {e:?}"),
         };
         assert_json(text);
-        let keys = oracle::keys(text).unwrap_or_default();
         match (oracle::at_server(text), e) {
             (_, Expect::Body) => assert_eq!(text, BODY, "the body goes first, verbatim"),
             (
@@ -651,15 +783,12 @@ impl Harness {
                     id: want,
                     response_id: want_rid,
                     content: want_content,
+                    text: want_text,
                 },
             ) => {
                 assert_eq!((&id, &response_id), (want, want_rid), "{text}");
                 assert_eq!(&content, want_content, "content of {text}");
-                assert_eq!(
-                    keys,
-                    ["id", "type", "response_id", "content"],
-                    "the keys of {text}"
-                );
+                assert_eq!(text, want_text, "notify");
             }
             (
                 AtServer::Response {
@@ -673,16 +802,13 @@ impl Harness {
                     status: want_status,
                     headers: want_headers,
                     body: want_body,
+                    text: want_text,
                 },
             ) => {
                 assert_eq!((&id, status), (want, *want_status), "{text}");
                 assert_eq!(&headers, want_headers, "headers of {text}");
                 assert_eq!(&body, want_body, "body of {text}");
-                // §3.2: `headers` omitted when empty, `body` when absent.
-                let mut want_keys = vec!["id", "status"];
-                want_keys.extend(want_headers.first().map(|_| "headers"));
-                want_keys.extend(want_body.as_ref().map(|_| "body"));
-                assert_eq!(keys, want_keys, "the keys of {text}");
+                assert_eq!(text, want_text, "server response");
                 self.answers_out += 1;
             }
             (got, e) => panic!("client transmitted {text} ({got:?}), the model expected {e:?}"),
@@ -690,33 +816,12 @@ impl Harness {
     }
 
     fn drain_events(&mut self) {
-        let mut n = 0;
-        while let Some(event) = poll_client(&mut self.s) {
-            n += 1;
-            assert!(n < 100_000, "events never stop");
-            let expected = self.m.events.pop_front();
-            assert_eq!(Some(&event), expected.as_ref(), "client event");
-            match event {
-                Ev::ServerRequest(id) => {
-                    self.seen_requests.learn(&id);
-                    self.report.requests_seen += 1;
-                }
-                Ev::NotifyEnded { id, .. } => {
-                    assert!(self.minted.contains(&id), "{id} was never sent");
-                    assert!(self.ended.insert(id.clone()), "{id} ended twice");
-                }
-                Ev::End(r) => {
-                    self.end_events += 1;
-                    self.report.end = Some(r);
-                }
-                Ev::Chunk(_) | Ev::StreamFailed(_) | Ev::Writable => {}
+        for e in events(&mut self.s, &mut self.m.events, &mut self.ledger) {
+            if let Ev::ServerRequest(id) = e {
+                self.seen_requests.learn(&id);
+                self.report.requests_seen += 1;
             }
         }
-        assert!(
-            self.m.events.is_empty(),
-            "the model expected events {:?}",
-            self.m.events
-        );
     }
 
     fn check(&self, timed: bool) {
@@ -726,23 +831,19 @@ impl Harness {
         assert_eq!(s.phase(), m.phase, "phase");
         assert_eq!(s.is_closed(), m.phase == Phase::Closed);
         let closing = matches!(m.phase, Phase::Closing | Phase::Closed);
-        assert_eq!(self.end_events, usize::from(closing), "session-end events");
-        assert_eq!(s.poll_timeout(), m.next_deadline(), "poll_timeout");
-        if timed {
-            assert!(
-                s.poll_timeout().is_none_or(|d| d > self.now),
-                "after a timeout, the next deadline {:?} is not later than now {:?}",
-                s.poll_timeout(),
-                self.now
-            );
-        }
+        assert_eq!(
+            self.ledger.end_events,
+            usize::from(closing),
+            "session-end events"
+        );
+        check_common(s, &self.ledger, self.now, m.next_deadline(), timed);
         assert_eq!(s.notifies_in_flight(), m.notifies.len());
         assert!(m.notifies.len() <= cfg.max_client_requests);
         assert_eq!(s.server_requests_pending(), m.pending.len());
         assert!(m.pending.len() <= cfg.max_server_requests);
         assert_eq!(s.queued_frames(), m.out.len(), "queued frames");
         assert!(
-            s.queued_frames() <= cfg.max_queued_frames + cfg.max_server_requests + 2,
+            s.queued_frames() <= cfg.max_queued_frames + cfg.max_server_requests + 3,
             "outbound queue over its bound: {} frames",
             s.queued_frames()
         );
@@ -753,9 +854,6 @@ impl Harness {
             "outbound queue over its bound: {} bytes",
             s.queued_bytes()
         );
-        if m.out.is_empty() {
-            assert_eq!(s.queued_bytes(), 0);
-        }
         assert_eq!(s.wants_input(), m.phase != Phase::Closed && !self.full());
         assert_eq!(s.has_failed(), m.failed);
         let mut stats = m.stats;
@@ -768,18 +866,19 @@ impl Harness {
     fn settle(&mut self) {
         for _ in 0..16 {
             self.read(usize::MAX);
+            self.drain_events();
             match self.m.phase {
                 Phase::Streaming => {
                     for id in self.m.pending.clone() {
                         self.report.steps += 1;
-                        self.respond(&id, 501, false, false);
+                        self.respond(&id, 501, false, false, 0);
                         self.read(usize::MAX);
                         self.drain_events();
                         self.check(false);
                     }
                     self.step(&ClientOp::End(ClientEnd::Close));
                 }
-                Phase::Closing if self.close_sent => {
+                Phase::Closing if self.ledger.close_sent => {
                     self.step(&ClientOp::Frame(ClientInbound::Control(Control::Close(
                         Some(1000),
                     ))));
@@ -792,11 +891,11 @@ impl Harness {
         self.drain_events();
         self.check(false);
         assert_eq!(self.s.phase(), Phase::Closed, "the session did not end");
-        assert_eq!(self.end_events, 1);
+        assert_eq!(self.ledger.end_events, 1);
         assert_eq!(self.s.poll_timeout(), None);
         assert_eq!(self.s.queued_frames(), 0);
         assert!(self.s.poll_transmit().is_none() && self.s.poll_event().is_none());
-        assert_eq!(self.minted, self.ended, "every notify ends exactly once");
+        self.ledger.all_ended();
         assert_eq!(
             self.requests_in,
             self.answers_out + self.m.answers_lost,

@@ -1,12 +1,15 @@
 //! The one place the model touches the engine's inbound and event API:
-//! frames go in through [`feed_server`] / [`feed_client`], events come out
-//! as the model's own values through [`server_seen`] / [`client_seen`]. When
-//! the engine's `Inbound` or its events change shape, only this file moves.
+//! frames go in through [`feed`], events come out as the model's own values
+//! through [`poll`] (or [`Observe::seen`]). Both are generic over the
+//! engine's [`Engine`] trait, so every executor drives either role the same
+//! way. When the engine's `Inbound` or its events change shape, only this
+//! file moves.
 
+use std::fmt::Debug;
 use std::time::Instant;
 
 use wirestream_proto::{
-    ClientEvent, ClientRequestKind, ClientSession, CloseCode, EndReason, Inbound, Outcome,
+    ClientEvent, ClientSession, CloseCode, EndReason, Engine, Inbound, Outcome, RequestKind,
     ServerEvent, ServerSession,
 };
 
@@ -25,7 +28,7 @@ pub(crate) enum Frame {
     Oversize,
 }
 
-fn inbound(frame: &Frame) -> Inbound<'_> {
+fn inbound(frame: Frame) -> Inbound<String> {
     match frame {
         Frame::Text(t) => Inbound::Text(t),
         Frame::Binary => Inbound::Binary,
@@ -36,24 +39,80 @@ fn inbound(frame: &Frame) -> Inbound<'_> {
     }
 }
 
-/// Hands one inbound frame to a server session.
-pub(crate) fn feed_server(s: &mut ServerSession, now: Instant, frame: Frame) {
-    s.handle_frame(now, inbound(&frame));
+/// Hands one inbound frame to a session of either role (its text moved in).
+pub(crate) fn feed<E: Engine<Text = String>>(s: &mut E, now: Instant, frame: Frame) {
+    s.handle_frame(now, inbound(frame));
 }
 
-/// Hands one inbound frame to a client session.
-pub(crate) fn feed_client(s: &mut ClientSession, now: Instant, frame: Frame) {
-    s.handle_frame(now, inbound(&frame));
+/// An application token, as the model compares it: the executors send each
+/// request with a distinct `u64`; the pair harness's sessions take `()`.
+pub(crate) trait Token {
+    fn number(&self) -> u64;
+}
+
+impl Token for u64 {
+    fn number(&self) -> u64 {
+        *self
+    }
+}
+
+impl Token for () {
+    fn number(&self) -> u64 {
+        0
+    }
+}
+
+/// What every model event says that the shared checks look at.
+pub(crate) trait Seen: Debug + PartialEq {
+    /// A request this side sent ended: its id and token.
+    fn request_ended(&self) -> Option<(&str, u64)>;
+    /// The session ended.
+    fn end(&self) -> Option<EndReason>;
+}
+
+/// A session whose events the model can read, whichever its role.
+pub(crate) trait Observe: Engine {
+    /// The event as the model compares it.
+    type Seen: Seen;
+    /// The model's view of an event.
+    fn seen(event: Self::Event) -> Self::Seen;
+}
+
+/// The next event of a session, as the model sees it.
+pub(crate) fn poll<E: Observe>(s: &mut E) -> Option<E::Seen> {
+    s.poll_event().map(E::seen)
 }
 
 /// A server event, as the model compares it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ServerSeen {
     Body(String),
-    Request { id: String, response_id: String },
-    Ended { id: String, outcome: OutcomeKind },
+    Request {
+        id: String,
+        response_id: String,
+    },
+    Ended {
+        id: String,
+        token: u64,
+        outcome: OutcomeKind,
+    },
     Writable,
     End(EndReason),
+}
+
+impl Seen for ServerSeen {
+    fn request_ended(&self) -> Option<(&str, u64)> {
+        match self {
+            Self::Ended { id, token, .. } => Some((id, *token)),
+            _ => None,
+        }
+    }
+    fn end(&self) -> Option<EndReason> {
+        match self {
+            Self::End(r) => Some(*r),
+            _ => None,
+        }
+    }
 }
 
 /// How a notify ended, as the model compares it.
@@ -71,63 +130,82 @@ pub(crate) enum ClientSeen {
     Chunk(String),
     StreamFailed(u16),
     ServerRequest(String),
-    NotifyEnded { id: String, outcome: NotifyEnd },
+    NotifyEnded {
+        id: String,
+        token: u64,
+        outcome: NotifyEnd,
+    },
     Writable,
     End(EndReason),
 }
 
-/// The model's view of a server event.
-pub(crate) fn server_seen(event: ServerEvent) -> ServerSeen {
-    match event {
-        ServerEvent::Body(b) => ServerSeen::Body(b),
-        ServerEvent::Request(r) => ServerSeen::Request {
-            id: r.id.into_owned(),
-            response_id: match r.kind {
-                ClientRequestKind::AgentCompletionNotify { response_id, .. } => {
-                    response_id.into_owned()
+impl Seen for ClientSeen {
+    fn request_ended(&self) -> Option<(&str, u64)> {
+        match self {
+            Self::NotifyEnded { id, token, .. } => Some((id, *token)),
+            _ => None,
+        }
+    }
+    fn end(&self) -> Option<EndReason> {
+        match self {
+            Self::End(r) => Some(*r),
+            _ => None,
+        }
+    }
+}
+
+impl<K: Token> Observe for ServerSession<String, K> {
+    type Seen = ServerSeen;
+
+    fn seen(event: ServerEvent<String, K>) -> ServerSeen {
+        match event {
+            ServerEvent::Body(b) => ServerSeen::Body(b),
+            ServerEvent::Request(r) => {
+                let RequestKind::AgentCompletionNotify { response_id, .. } = r.kind() else {
+                    panic!("a client request of a kind the model never sent: {r:?}");
+                };
+                ServerSeen::Request {
+                    id: r.id().to_owned(),
+                    response_id: response_id.to_owned(),
                 }
-                other => panic!("a client request of a kind the model never sent: {other:?}"),
+            }
+            ServerEvent::ServerRequestEnded { id, token, outcome } => ServerSeen::Ended {
+                id,
+                token: token.number(),
+                outcome: match outcome {
+                    Outcome::Answered(r) => {
+                        OutcomeKind::Answered(r.status().expect("a server response has a status"))
+                    }
+                    Outcome::TimedOut => OutcomeKind::TimedOut,
+                    Outcome::SessionEnded => OutcomeKind::SessionEnded,
+                },
             },
-        },
-        ServerEvent::ServerRequestEnded { id, outcome } => ServerSeen::Ended {
-            id,
-            outcome: match outcome {
-                Outcome::Answered(r) => OutcomeKind::Answered(r.status),
-                Outcome::TimedOut => OutcomeKind::TimedOut,
-                Outcome::SessionEnded => OutcomeKind::SessionEnded,
-            },
-        },
-        ServerEvent::Writable => ServerSeen::Writable,
-        ServerEvent::End(r) => ServerSeen::End(r),
+            ServerEvent::Writable => ServerSeen::Writable,
+            ServerEvent::End(r) => ServerSeen::End(r),
+        }
     }
 }
 
-/// The model's view of a client event.
-pub(crate) fn client_seen(event: ClientEvent) -> ClientSeen {
-    match event {
-        ClientEvent::Chunk(c) => ClientSeen::Chunk(c),
-        ClientEvent::StreamFailed(e) => ClientSeen::StreamFailed(e.code),
-        ClientEvent::ServerRequest(r) => ClientSeen::ServerRequest(r.id.into_owned()),
-        ClientEvent::NotifyEnded { id, outcome } => ClientSeen::NotifyEnded {
-            id,
-            outcome: match outcome {
-                Outcome::Answered(Ok(())) => NotifyEnd::Ok,
-                Outcome::Answered(Err(e)) => NotifyEnd::Err(e.code),
-                Outcome::TimedOut => NotifyEnd::TimedOut,
-                Outcome::SessionEnded => NotifyEnd::SessionEnded,
+impl<K: Token> Observe for ClientSession<String, K> {
+    type Seen = ClientSeen;
+
+    fn seen(event: ClientEvent<String, K>) -> ClientSeen {
+        match event {
+            ClientEvent::Chunk(c) => ClientSeen::Chunk(c),
+            ClientEvent::StreamFailed(e) => ClientSeen::StreamFailed(e.code),
+            ClientEvent::ServerRequest(r) => ClientSeen::ServerRequest(r.id().to_owned()),
+            ClientEvent::NotifyEnded { id, token, outcome } => ClientSeen::NotifyEnded {
+                id,
+                token: token.number(),
+                outcome: match outcome {
+                    Outcome::Answered(Ok(())) => NotifyEnd::Ok,
+                    Outcome::Answered(Err(e)) => NotifyEnd::Err(e.code),
+                    Outcome::TimedOut => NotifyEnd::TimedOut,
+                    Outcome::SessionEnded => NotifyEnd::SessionEnded,
+                },
             },
-        },
-        ClientEvent::Writable => ClientSeen::Writable,
-        ClientEvent::End(r) => ClientSeen::End(r),
+            ClientEvent::Writable => ClientSeen::Writable,
+            ClientEvent::End(r) => ClientSeen::End(r),
+        }
     }
-}
-
-/// The next server event, as the model sees it.
-pub(crate) fn poll_server(s: &mut ServerSession) -> Option<ServerSeen> {
-    s.poll_event().map(server_seen)
-}
-
-/// The next client event, as the model sees it.
-pub(crate) fn poll_client(s: &mut ClientSession) -> Option<ClientSeen> {
-    s.poll_event().map(client_seen)
 }

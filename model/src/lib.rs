@@ -24,7 +24,16 @@
 //! - exactly one session-end event, from the moment the session closes;
 //! - every client request and every server request ends exactly once
 //!   (its end event, or its one reply on the wire, or its loss with the
-//!   peer), and nothing ends that was never sent;
+//!   peer), and nothing ends that was never sent; a request this side sent
+//!   ends with the token it was sent with, a refused one hands its token
+//!   back, and its id is 32 fresh lowercase hex digits;
+//! - the liveness clocks of PROTOCOL.md §5 as the model keeps them: a
+//!   keepalive `Ping` when due (at most one waiting), a silent peer ends the
+//!   session at once (`PeerSilent`, closed with no handshake wait, a
+//!   best-effort `Close(1008)` the last frame), a queue full too long ends
+//!   it (`WriteStalled`, queue freed, nothing transmitted after);
+//! - every command whose frame would be over `max_frame_size` is refused
+//!   with `TooLarge`, its value handed back and nothing changed;
 //! - every queue and map within its limit: requests in flight, emitted ids,
 //!   the outbound queue (frames and bytes, with the bounded overshoot of
 //!   replies that PROTOCOL.md allows);
@@ -43,8 +52,11 @@
 //! frame either engine put on the wire is one the [`oracle`] recognises.
 //!
 //! The engine's inbound and event API is touched in one module only
-//! (`io`): one function feeds a frame to each role, one turns each role's
-//! events into the model's own values.
+//! (`io`): one function feeds a frame to a session of either role, one
+//! trait turns each role's events into the model's own values. What both
+//! roles share (the liveness clocks, the queue's accounting, the ledger of
+//! requests and ends) is written once in `live`, generic over the engine's
+//! `Engine` trait.
 
 // The model exists to panic at the first broken invariant.
 #![allow(
@@ -57,6 +69,7 @@
 mod client;
 pub mod fuzz;
 mod io;
+mod live;
 mod ops;
 pub mod oracle;
 mod pair;
@@ -64,7 +77,7 @@ mod registry;
 mod server;
 
 pub use client::{ClientEnd, ClientInbound, ClientOp, ClientReport, ClientScenario, run_client};
-pub use ops::{Advance, Control, Junk, Limits, Pick, Timeout};
+pub use ops::{Advance, Control, Junk, Limits, Pick, Timeout, padding};
 pub use pair::{PairOp, PairReport, PairScenario, run_pair};
 pub use registry::{RegistryOp, RegistryScenario, run_registry};
 pub use server::{ServerEnd, ServerInbound, ServerOp, ServerReport, ServerScenario, run_server};
@@ -81,6 +94,7 @@ enum ErrKind {
     Full,
     TooManyRequests,
     UnknownRequest,
+    TooLarge,
     Serialize,
     /// An error variant this model does not know yet (`Error` is
     /// `#[non_exhaustive]`): never what the model expects.
@@ -96,6 +110,7 @@ fn kind(e: &Error) -> ErrKind {
         Error::Full => ErrKind::Full,
         Error::TooManyRequests => ErrKind::TooManyRequests,
         Error::UnknownRequest => ErrKind::UnknownRequest,
+        Error::TooLarge => ErrKind::TooLarge,
         Error::Serialize(_) => ErrKind::Serialize,
         _ => ErrKind::Other,
     }

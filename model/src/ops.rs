@@ -161,7 +161,7 @@ impl Junk {
     /// The frame's text.
     pub fn text(self) -> String {
         let depth = usize::from(self.n) * 2;
-        match self.kind % 24 {
+        match self.kind % 25 {
             0 => r#"{"id":"x","status":"#.to_owned(),
             1 => "[1,2,3]".to_owned(),
             2 => "-12.5e3".to_owned(),
@@ -192,6 +192,7 @@ impl Junk {
             20 => r#"{"id":"x","status":200} trailing"#.to_owned(),
             21 => r#"{"id":"x","method":5,"type":["ok"]}"#.to_owned(),
             22 => r#"{"id":"x","status":200.0,"headers":[]}"#.to_owned(),
+            23 => r#"{"type":"error","id":"x","code":404,"message":{"detail":[1]}}"#.to_owned(),
             _ => " \t\n ".to_owned(),
         }
     }
@@ -211,7 +212,7 @@ pub struct Limits {
     pub server_requests: u8,
     /// Emitted ids remembered: 0..=4.
     pub emitted: u8,
-    /// Largest inbound frame: 160..=4240 bytes.
+    /// Largest frame, both ways: 160..=4240 bytes.
     pub frame_size: u8,
     /// Body timeout, in steps of 50 ms.
     pub body: u8,
@@ -221,12 +222,23 @@ pub struct Limits {
     pub drain: u8,
     /// Close timeout, in steps of 50 ms.
     pub close: u8,
+    /// Keepalive interval: `None` when `ping % 4 == 0`, else
+    /// `(ping / 4) * 100` ms (0..=6.3 s, zero raised to 1 ns).
+    pub ping: u8,
+    /// Liveness timeout: `None` when `liveness % 4 == 0`, else
+    /// `(liveness / 4) * 150` ms (0..=9.45 s).
+    pub liveness: u8,
+    /// Write-stall timeout: `None` when `stall % 4 == 0`, else
+    /// `(stall / 4) * 100` ms (0..=6.3 s).
+    pub stall: u8,
 }
 
 impl Limits {
     /// The session config these limits describe.
     pub fn config(self) -> Config {
         let ms = |n: u8| Duration::from_millis(u64::from(n) * 50);
+        let sometimes =
+            |n: u8, step: u64| (n % 4 != 0).then(|| Duration::from_millis(u64::from(n / 4) * step));
         let mut c = Config::default();
         c.body_timeout = ms(self.body);
         c.max_frame_size = 160 + usize::from(self.frame_size) * 16;
@@ -238,8 +250,27 @@ impl Limits {
         c.max_queued_frames = usize::from(self.frames % 8);
         c.max_queued_bytes = 64 + usize::from(self.bytes) * 16;
         c.max_emitted_ids = usize::from(self.emitted % 5);
+        c.ping_interval = sometimes(self.ping, 100);
+        c.liveness_timeout = sometimes(self.liveness, 150);
+        c.write_stall_timeout = sometimes(self.stall, 100);
         c.normalized()
     }
+}
+
+/// How many bytes of padding `p` asks for: none three times in four, else
+/// up to 8064 bytes, so that about half of the padded frames are over a
+/// small `max_frame_size` (refused with `TooLarge`) and half within it.
+pub fn padding(p: u8) -> usize {
+    if p % 4 == 0 {
+        usize::from(p / 4) * 128
+    } else {
+        0
+    }
+}
+
+/// `n` bytes of padding text.
+pub(crate) fn pad_text(n: usize) -> String {
+    "x".repeat(n)
 }
 
 /// The text of a frame of exactly `len` bytes (at least 8) that is a JSON
@@ -258,17 +289,19 @@ pub(crate) fn completion(n: u8) -> String {
     format!("agc-{}", n % 6)
 }
 
-/// The chunk of a stream that carries the completions set in `mask`.
-pub(crate) fn chunk_text(mask: u8, seq: u64) -> (String, Vec<String>) {
+/// The chunk of a stream that carries the completions set in `mask`, with
+/// `pad` bytes of padding.
+pub(crate) fn chunk_text(mask: u8, seq: u64, pad: usize) -> (String, Vec<String>) {
     let ids: Vec<String> = (0..6)
         .filter(|b| mask & (1 << b) != 0)
         .map(completion)
         .collect();
     let first = ids.first().cloned().unwrap_or_default();
     let text = format!(
-        r#"{{"id":{},"object":"agent.completion.chunk","seq":{seq},"ids":{}}}"#,
+        r#"{{"id":{},"object":"agent.completion.chunk","seq":{seq},"ids":{},"pad":"{}"}}"#,
         quote(&first),
-        serde_json::to_string(&ids).unwrap_or_default()
+        serde_json::to_string(&ids).unwrap_or_default(),
+        pad_text(pad)
     );
     (text, ids)
 }

@@ -3,14 +3,19 @@
 //! closed and nothing pending.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use serde_json::value::RawValue;
 use wirestream_proto::testing::{Pair, Side};
-use wirestream_proto::{EndReason, Headers, Phase, RequestError, ResponseError};
+use wirestream_proto::{
+    ClientSession, EndReason, Engine, Headers, Phase, RequestError, ResponseError, ServerSession,
+};
 
-use crate::io::{ClientSeen, ServerSeen, client_seen, server_seen};
-use crate::ops::{Advance, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion};
+use crate::io::{ClientSeen, Observe, ServerSeen};
+use crate::ops::{
+    Advance, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion, padding,
+};
 use crate::oracle::{self, AtClient, AtServer};
 
 /// A pair run: one config for both sides, and the steps.
@@ -37,6 +42,8 @@ pub enum PairOp {
     ServerChunk {
         /// Bit `n`: `agc-n`.
         completions: u8,
+        /// Padding (see [`padding`](crate::padding)).
+        pad: u8,
     },
     /// The server finishes the stream.
     ServerFinish,
@@ -47,6 +54,8 @@ pub enum PairOp {
     },
     /// The server rejects the body.
     ServerReject,
+    /// The server shuts down (`go_away`).
+    ServerGoAway,
     /// The server application answers a client request.
     ServerRespond {
         /// Which one.
@@ -120,11 +129,11 @@ pub fn run_pair(scenario: &PairScenario) -> PairReport {
                 }
             }
             PairOp::Cut => p.cut(),
-            PairOp::ServerChunk { completions } => {
+            PairOp::ServerChunk { completions, pad } => {
                 t.chunks += 1;
-                let (text, ids) = chunk_text(completions, t.chunks);
+                let (text, ids) = chunk_text(completions, t.chunks, padding(pad));
                 let chunk = RawValue::from_string(text).unwrap_or_default();
-                let _ = p.server.send_chunk(chunk, &ids);
+                let _ = p.server.send_chunk(now, chunk, &ids);
             }
             PairOp::ServerFinish => {
                 let _ = p.server.finish(now);
@@ -136,6 +145,9 @@ pub fn run_pair(scenario: &PairScenario) -> PairReport {
             }
             PairOp::ServerReject => {
                 let _ = p.server.reject_body(now, "bad body");
+            }
+            PairOp::ServerGoAway => {
+                let _ = p.server.go_away(now);
             }
             PairOp::ServerRespond { request, error } => {
                 let id = t.client_requests.pick(request, "never");
@@ -149,6 +161,7 @@ pub fn run_pair(scenario: &PairScenario) -> PairReport {
                     &Headers::new(),
                     None,
                     timeout.duration(),
+                    (),
                 ) {
                     assert!(t.server_sent.insert(id), "server request id reused");
                 }
@@ -162,7 +175,7 @@ pub fn run_pair(scenario: &PairScenario) -> PairReport {
                     n => STRANGERS[usize::from(n) % STRANGERS.len()].to_owned(),
                 };
                 let content = RawValue::from_string(r#""more""#.to_owned()).unwrap_or_default();
-                if let Ok(id) = p.client.notify(now, &rid, &content, timeout.duration()) {
+                if let Ok(id) = p.client.notify(now, &rid, &content, timeout.duration(), ()) {
                     assert!(t.notifies_sent.insert(id), "notify id reused");
                 }
             }
@@ -184,8 +197,10 @@ pub fn run_pair(scenario: &PairScenario) -> PairReport {
         }
         t.collect(&mut p);
     }
-    // The server application finishes; the wire runs; time runs out.
-    for _ in 0..64 {
+    // The server application finishes; the wire runs; time runs out: one
+    // deadline at a time, then (keepalive pings can come every nanosecond)
+    // a minute at a time, past every timeout a run sets.
+    for round in 0..96 {
         assert!(p.drive_bounded(10_000).is_ok(), "the pair livelocked");
         t.collect(&mut p);
         if p.server.phase() == Phase::Streaming {
@@ -195,7 +210,9 @@ pub fn run_pair(scenario: &PairScenario) -> PairReport {
         if p.client.is_closed() && p.server.is_closed() {
             break;
         }
-        if !p.advance_to_next_deadline() {
+        if round >= 64 {
+            p.advance(Duration::from_secs(70));
+        } else if !p.advance_to_next_deadline() {
             break;
         }
         t.collect(&mut p);
@@ -253,7 +270,7 @@ struct Tracker {
 
 impl Tracker {
     fn collect(&mut self, p: &mut Pair) {
-        for e in p.take_server_events().into_iter().map(server_seen) {
+        for e in p.take_server_events().into_iter().map(ServerSession::seen) {
             assert_eq!(self.server_ends, 0, "server event {e:?} after its end");
             match e {
                 ServerSeen::Request { id, .. } => self.client_requests.learn(&id),
@@ -268,7 +285,7 @@ impl Tracker {
                 ServerSeen::Body(_) | ServerSeen::Writable => {}
             }
         }
-        for e in p.take_client_events().into_iter().map(client_seen) {
+        for e in p.take_client_events().into_iter().map(ClientSession::seen) {
             assert_eq!(self.client_ends, 0, "client event {e:?} after its end");
             match e {
                 ClientSeen::ServerRequest(id) => self.server_requests.learn(&id),
@@ -295,6 +312,9 @@ impl Tracker {
             assert!(!self.closed[side], "{c:?} crossed after its side's close");
             if c.frame.starts_with("Close(") {
                 self.closed[side] = true;
+                continue;
+            }
+            if c.frame == "Ping" || c.frame == "Pong" {
                 continue;
             }
             crate::assert_json(&c.frame);

@@ -1,13 +1,11 @@
 //! The oracle on PROTOCOL.md's own examples and edges, and the engine's
-//! known departure from it (an ignored test until the engine is fixed).
+//! agreement with it where they once departed.
 
 use std::time::Instant;
 
 use serde_json::json;
-use wirestream_model::oracle::{
-    AtClient, AtServer, at_client, at_server, engine_drops_undecodable,
-};
-use wirestream_proto::{ClientEvent, ClientSession, Config, Inbound, SeededRandom};
+use wirestream_model::oracle::{AtClient, AtServer, at_client, at_server};
+use wirestream_proto::{ClientEvent, ClientSession, Config, Engine, Inbound, SeededRandom};
 
 #[test]
 fn protocol_examples_classify_as_the_document_says() {
@@ -39,7 +37,7 @@ fn protocol_examples_classify_as_the_document_says() {
         AtClient::Error {
             id: "9b2e".into(),
             code: 404,
-            message: "gone".into()
+            message: json!("gone")
         }
     );
     let request = r#"{"id":"c1f0","method":"POST","headers":{"content-type":"application/json"},"body":{"jsonrpc":"2.0","id":1,"method":"tools/list"}}"#;
@@ -86,28 +84,57 @@ fn malformed_envelopes_match_no_rule() {
     assert_eq!(at_client(r#"{"type":"ok"}"#), AtClient::Chunk);
 }
 
-/// The engine's departure from PROTOCOL.md that the oracle found (see
-/// `oracle::engine_drops_undecodable`): a JSON object frame that matches
-/// no envelope rule is a chunk for a client (§3.3), but the engine drops it
-/// as junk when a key it decodes holds a number beyond `f64`'s range or an
-/// unpaired surrogate. Ignored until the engine is fixed; the model
-/// tolerates exactly this meanwhile.
+/// Found by this oracle (fixed in the engine, `proto/tests/regressions.rs`):
+/// a JSON object frame that matches no envelope rule is a chunk for a
+/// client (§3.3), even when a key the rules read holds a number beyond
+/// `f64`'s range or an unpaired surrogate.
 #[test]
-#[ignore = "known engine departure, reported; see oracle::engine_drops_undecodable"]
 fn a_client_takes_any_unmatched_object_as_a_chunk() {
     for frame in [
         r#"{"id":"x","status":1e999}"#,
         r#"{"id":"\ud800","status":200}"#,
     ] {
         assert_eq!(at_client(frame), AtClient::Chunk);
-        assert!(engine_drops_undecodable(frame));
         let now = Instant::now();
-        let mut c = ClientSession::new(Config::default(), Box::default(), SeededRandom::new(1));
-        c.handle_frame(now, Inbound::Text(frame));
+        let mut c: ClientSession =
+            ClientSession::new(Config::default(), now, Box::default(), SeededRandom::new(1))
+                .unwrap();
+        c.handle_frame(now, Inbound::Text(frame.to_owned()));
         assert_eq!(
             c.poll_event(),
             Some(ClientEvent::Chunk(frame.into())),
             "{frame}"
         );
     }
+    // A server request or response whose `headers` is present but not a
+    // map of strings is malformed (§3.2, "headers (string→string)"), not a
+    // chunk: both the oracle and the engine drop it.
+    for junk in [
+        r#"{"id":"x","method":"GET","headers":{"a":1e999}}"#,
+        r#"{"id":"x","method":"GET","headers":null}"#,
+    ] {
+        assert_eq!(at_client(junk), AtClient::Junk, "{junk}");
+    }
+    assert_eq!(
+        at_server(r#"{"id":"x","status":200,"code":1e999}"#),
+        AtServer::Response {
+            id: "x".into(),
+            status: 200,
+            headers: vec![],
+            body: None,
+        }
+    );
+}
+
+/// The message of an error reply is any JSON (§2.2's `ResponseError`).
+#[test]
+fn an_error_reply_takes_any_json_message() {
+    assert_eq!(
+        at_client(r#"{"type":"error","id":"x","code":404,"message":{"detail":[1]}}"#),
+        AtClient::Error {
+            id: "x".into(),
+            code: 404,
+            message: json!({"detail":[1]}),
+        }
+    );
 }

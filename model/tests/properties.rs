@@ -3,7 +3,7 @@
 //! the crate's documentation for the list). The fuzz targets run the same
 //! executors on inputs decoded with `arbitrary`.
 //!
-//! 4096 cases per property: about 30 s for the whole file in a debug build on
+//! 4096 cases per property: about 75 s for the whole file in a debug build on
 //! two cores. Set `PROPTEST_CASES` to run more (or fewer).
 
 use proptest::prelude::*;
@@ -73,7 +73,7 @@ fn control() -> impl Strategy<Value = Control> {
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
-    any::<[u8; 10]>().prop_map(|b| Limits {
+    any::<[u8; 13]>().prop_map(|b| Limits {
         frames: b[0],
         bytes: b[1],
         client_requests: b[2],
@@ -84,6 +84,9 @@ fn limits() -> impl Strategy<Value = Limits> {
         request: b[7],
         drain: b[8],
         close: b[9],
+        ping: b[10],
+        liveness: b[11],
+        stall: b[12],
     })
 }
 
@@ -103,13 +106,24 @@ fn server_inbound() -> impl Strategy<Value = ServerInbound> {
     ]
 }
 
+/// Padding: none three times in four, else up to 8 KiB (see `padding`).
+fn pad() -> impl Strategy<Value = u8> {
+    any::<u8>()
+}
+
 fn server_end() -> impl Strategy<Value = ServerEnd> {
     prop_oneof![
         Just(ServerEnd::TransportLost),
         Just(ServerEnd::Finish),
-        (any::<u16>(), any::<bool>())
-            .prop_map(|(code, json_message)| ServerEnd::Fail { code, json_message }),
+        (any::<u16>(), any::<bool>(), pad()).prop_map(|(code, json_message, pad)| {
+            ServerEnd::Fail {
+                code,
+                json_message,
+                pad,
+            }
+        }),
         Just(ServerEnd::RejectBody),
+        Just(ServerEnd::GoAway),
     ]
 }
 
@@ -117,13 +131,14 @@ fn server_op() -> impl Strategy<Value = ServerOp> {
     prop_oneof![
         30 => server_inbound().prop_map(ServerOp::Frame),
         10 => advance().prop_map(ServerOp::Advance),
-        15 => (any::<u8>(), any::<bool>())
-            .prop_map(|(completions, raw)| ServerOp::SendChunk { completions, raw }),
-        12 => (pick(), option::of(any::<u16>()))
-            .prop_map(|(request, error)| ServerOp::Respond { request, error }),
-        8 => (any::<bool>(), any::<bool>(), timeout()).prop_map(|(headers, body, timeout)| {
-            ServerOp::SendServerRequest { headers, body, timeout }
-        }),
+        15 => (any::<u8>(), any::<bool>(), pad())
+            .prop_map(|(completions, raw, pad)| ServerOp::SendChunk { completions, raw, pad }),
+        12 => (pick(), option::of(any::<u16>()), pad())
+            .prop_map(|(request, error, pad)| ServerOp::Respond { request, error, pad }),
+        2 => pick().prop_map(|request| ServerOp::RespondDropped { request }),
+        8 => (any::<bool>(), any::<bool>(), timeout(), pad()).prop_map(
+            |(headers, body, timeout, pad)| ServerOp::SendServerRequest { headers, body, timeout, pad }
+        ),
         5 => (0u8..8).prop_map(ServerOp::Read),
         3 => server_end().prop_map(ServerOp::End),
     ]
@@ -160,11 +175,13 @@ fn client_op() -> impl Strategy<Value = ClientOp> {
     prop_oneof![
         30 => client_inbound().prop_map(ClientOp::Frame),
         10 => advance().prop_map(ClientOp::Advance),
-        15 => (any::<u8>(), any::<bool>(), timeout()).prop_map(|(response_id, parts, timeout)| {
-            ClientOp::Notify { response_id, parts, timeout }
-        }),
-        12 => (pick(), status(), any::<bool>(), any::<bool>()).prop_map(
-            |(request, status, headers, body)| ClientOp::Respond { request, status, headers, body }
+        15 => (any::<u8>(), any::<bool>(), timeout(), pad()).prop_map(
+            |(response_id, parts, timeout, pad)| ClientOp::Notify { response_id, parts, timeout, pad }
+        ),
+        12 => (pick(), status(), any::<bool>(), any::<bool>(), pad()).prop_map(
+            |(request, status, headers, body, pad)| {
+                ClientOp::Respond { request, status, headers, body, pad }
+            }
         ),
         5 => (0u8..8).prop_map(ClientOp::Read),
         2 => prop_oneof![Just(ClientEnd::TransportLost), Just(ClientEnd::Close)]
@@ -173,8 +190,14 @@ fn client_op() -> impl Strategy<Value = ClientOp> {
 }
 
 fn client_scenario() -> impl Strategy<Value = ClientScenario> {
-    (limits(), any::<u8>(), vec(client_op(), 0..80))
-        .prop_map(|(limits, read, ops)| ClientScenario { limits, read, ops })
+    (limits(), any::<u8>(), pad(), vec(client_op(), 0..80)).prop_map(
+        |(limits, read, body_pad, ops)| ClientScenario {
+            limits,
+            read,
+            body_pad,
+            ops,
+        },
+    )
 }
 
 fn registry_op() -> impl Strategy<Value = RegistryOp> {
@@ -204,10 +227,12 @@ fn pair_op() -> impl Strategy<Value = PairOp> {
         3 => Just(PairOp::Drive),
         3 => advance().prop_map(PairOp::Advance),
         1 => Just(PairOp::Cut),
-        5 => any::<u8>().prop_map(|completions| PairOp::ServerChunk { completions }),
+        5 => (any::<u8>(), pad())
+            .prop_map(|(completions, pad)| PairOp::ServerChunk { completions, pad }),
         1 => Just(PairOp::ServerFinish),
         1 => any::<u16>().prop_map(|code| PairOp::ServerFail { code }),
         1 => Just(PairOp::ServerReject),
+        1 => Just(PairOp::ServerGoAway),
         4 => (pick(), option::of(any::<u16>()))
             .prop_map(|(request, error)| PairOp::ServerRespond { request, error }),
         3 => timeout().prop_map(|timeout| PairOp::ServerRequest { timeout }),
@@ -252,5 +277,41 @@ proptest! {
     ) {
         let report = run_pair(&s);
         prop_assert!(report.client_end.is_some() && report.server_end.is_some());
+    }
+}
+
+/// The generators reach what the model now predicts: keepalive pings, each
+/// liveness end, `TooLarge` refusals and `go_away`, in a few hundred runs.
+#[test]
+fn the_generators_reach_liveness_refusals_and_shutdown() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use wirestream_proto::{CloseCode, EndReason};
+
+    let mut runner = TestRunner::deterministic();
+    let (mut pings, mut too_large) = (0, 0);
+    let mut ends = Vec::new();
+    for _ in 0..300 {
+        let s = server_scenario().new_tree(&mut runner).unwrap().current();
+        let r = run_server(&s);
+        pings += r.pings;
+        too_large += r.too_large;
+        ends.extend(r.end);
+        let c = client_scenario().new_tree(&mut runner).unwrap().current();
+        let r = run_client(&c);
+        pings += r.pings;
+        too_large += r.too_large;
+        ends.extend(r.end);
+    }
+    assert!(
+        pings > 0 && too_large > 0,
+        "pings {pings}, too large {too_large}"
+    );
+    for end in [
+        EndReason::PeerSilent,
+        EndReason::WriteStalled,
+        EndReason::Local(CloseCode::GOING_AWAY),
+    ] {
+        assert!(ends.contains(&end), "no run ended with {end:?}");
     }
 }

@@ -61,7 +61,8 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// Keepalive: a WebSocket ping goes out after this long without any
     /// inbound frame, and again every interval while the peer stays silent
-    /// (default 30 s; `None` turns it off). A healthy peer's automatic
+    /// (at most one waits in the outbound queue at a time; default 30 s;
+    /// `None` turns it off). A healthy peer's automatic
     /// pong keeps the session alive (see `liveness_timeout`), and proxies
     /// see traffic.
     pub ping_interval: Option<Duration>,

@@ -158,7 +158,11 @@ impl<E: RoleEvent> Core<E> {
         }
         if due(self.ping_deadline()) {
             self.last_ping = Some(now);
-            self.out.push(Transmit::Ping);
+            // A ping the peer has not read yet does what a second one
+            // would: at most one waits, however long the peer is slow.
+            if !self.out.has_ping() {
+                self.out.push(Transmit::Ping);
+            }
             return Some(Liveness::Pinged);
         }
         None

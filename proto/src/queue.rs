@@ -66,6 +66,11 @@ impl Outbound {
         room
     }
 
+    /// Whether a keepalive ping is still waiting to be sent.
+    pub(crate) fn has_ping(&self) -> bool {
+        self.frames.iter().any(|f| matches!(f, Transmit::Ping))
+    }
+
     /// Queues a frame. Nothing is ever queued after the close frame.
     pub(crate) fn push(&mut self, frame: Transmit) {
         if self.closed {

@@ -101,3 +101,36 @@ fn unusable_values_under_envelope_keys_do_not_make_a_frame_junk() {
     let malformed = r#"{"id":"x","method":"GET","headers":{"a":1e999}}"#;
     assert_eq!(classify_client(malformed), ClientFrame::Junk);
 }
+
+/// Found by the model's server property (`max_queued_frames` 1, a 1 ns
+/// keepalive, no write-stall timeout, a peer that reads nothing): every
+/// keepalive deadline queued one more ping behind the ones the peer had not
+/// read, so the outbound queue grew with how long the peer stayed slow
+/// (DESIGN.md: "Memory use depends on the limits, never on how slow the
+/// peer is"). A ping still waiting to be sent already does what a second
+/// one would: at most one is queued.
+#[test]
+fn keepalive_pings_do_not_pile_up_behind_a_peer_that_reads_nothing() {
+    use wirestream_proto::Inbound;
+
+    let mut config = Config::default();
+    config.max_queued_frames = 1;
+    config.ping_interval = Some(Duration::from_millis(1));
+    config.liveness_timeout = None;
+    config.write_stall_timeout = None;
+    let t0 = Instant::now();
+    let mut s: ServerSession = ServerSession::new(config, t0, SeededRandom::new(1));
+    s.handle_frame(t0, Inbound::Text("{}".to_owned()));
+    for _ in 0..100 {
+        let now = s.poll_timeout().expect("the keepalive is armed");
+        s.handle_timeout(now);
+        assert!(s.poll_timeout().is_some_and(|d| d > now), "no spin");
+    }
+    assert_eq!(s.queued_frames(), 1, "one ping waits, not one per interval");
+    assert_eq!(s.poll_transmit(), Some(Transmit::Ping));
+    assert_eq!(s.poll_transmit(), None);
+    // Once it went out, the next interval sends the next one.
+    let next = s.poll_timeout().expect("the keepalive is armed");
+    s.handle_timeout(next);
+    assert_eq!(s.poll_transmit(), Some(Transmit::Ping));
+}
