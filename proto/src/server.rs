@@ -121,7 +121,27 @@ impl<T: AsRef<str>, K> std::fmt::Debug for ServerSession<T, K> {
 }
 
 fn no_longer_running(response_id: &str) -> String {
-    format!("response_id {response_id:?} is no longer running")
+    format!(
+        "response_id {:?} is no longer running",
+        shortened(response_id)
+    )
+}
+
+/// Longest peer-chosen text echoed in a message the engine writes.
+const ECHO_MAX: usize = 256;
+
+/// `text` cut to at most [`ECHO_MAX`] bytes (at a char boundary), so that a
+/// message that quotes what the peer sent (escaped twice: `{:?}`, then
+/// JSON) stays far below the frame size limit however long that was.
+fn shortened(text: &str) -> &str {
+    if text.len() <= ECHO_MAX {
+        return text;
+    }
+    let mut end = ECHO_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
 }
 
 fn ended<T: AsRef<str>, K>(
@@ -201,18 +221,28 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
 
     /// Refuses the body the application could not use: sends
     /// `{"code":400,"message":"failed to deserialize body frame: <reason>"}`
-    /// and `Close(1003)`. Only before the first chunk.
+    /// and `Close(1003)`; a reason that would make the frame larger than
+    /// [`Config::max_frame_size`] is cut to fit. Only before the first
+    /// chunk.
     pub fn reject_body(&mut self, now: Instant, reason: impl Display) -> Result<(), Error> {
         self.streaming()?;
         if self.core.stats.chunks > 0 {
             return Err(Error::AlreadyStreaming);
         }
-        let message = format!("failed to deserialize body frame: {reason}");
-        self.end(
-            now,
-            Some(Frame::error(&ResponseError::new(400, &message))),
-            CloseCode::UNSUPPORTED,
-        );
+        let mut message = format!("failed to deserialize body frame: {reason}");
+        let mut frame = Frame::error(&ResponseError::new(400, &message));
+        // The reason is the application's; the answer goes out whatever its
+        // length, cut to fit the frame size limit.
+        while self.core.fits(frame.len()).is_err() && !message.is_empty() {
+            let over = frame.len().saturating_sub(self.core.config.max_frame_size);
+            let mut end = message.len().saturating_sub(over.max(1));
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            frame = Frame::error(&ResponseError::new(400, &message));
+        }
+        self.end(now, Some(frame), CloseCode::UNSUPPORTED);
         Ok(())
     }
 
@@ -482,7 +512,10 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
             if draining {
                 Err(no_longer_running(&response_id))
             } else if !emitted.contains(&response_id) {
-                Err(format!("response_id {response_id:?} not from this stream"))
+                Err(format!(
+                    "response_id {:?} not from this stream",
+                    shortened(&response_id)
+                ))
             } else {
                 Ok(Box::<str>::from(response_id.as_ref()))
             }
@@ -497,7 +530,10 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
             }
             Err(Admission::Duplicate) => (
                 409,
-                format!("request id {:?} is already in flight", request.id),
+                format!(
+                    "request id {:?} is already in flight",
+                    shortened(&request.id)
+                ),
             ),
             Err(Admission::Refused(message)) => (404, message),
             Err(Admission::Full) => (

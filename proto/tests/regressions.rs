@@ -134,3 +134,39 @@ fn keepalive_pings_do_not_pile_up_behind_a_peer_that_reads_nothing() {
     s.handle_timeout(next);
     assert_eq!(s.poll_transmit(), Some(Transmit::Ping));
 }
+
+/// Found by the model (wirestream-model) with a small frame limit: the
+/// engine's own answers could be larger than `max_frame_size`, which a peer
+/// with the same limit refuses with Close(1009). A rejected body's reason is
+/// cut to fit; an id the peer chose is echoed in a message at most 256
+/// bytes long.
+#[test]
+fn the_engines_own_answers_stay_within_the_frame_limit() {
+    use wirestream_proto::{Engine as _, Inbound};
+    let mut config = Config::default();
+    config.max_frame_size = 160;
+    let now = Instant::now();
+    let mut s: ServerSession = ServerSession::new(config, now, SeededRandom::new(1));
+    s.handle_frame(now, Inbound::Text("{}".to_owned()));
+    let _body = s.poll_event();
+    s.reject_body(now, "x".repeat(500)).unwrap();
+    let Some(Transmit::Text(error)) = s.poll_transmit() else {
+        panic!("the error frame")
+    };
+    assert_eq!(error.len(), 160, "{error}");
+    assert!(error.starts_with(r#"{"code":400,"message":"failed to deserialize body frame: xxx"#));
+
+    let mut s: ServerSession = ServerSession::new(Config::default(), now, SeededRandom::new(1));
+    s.handle_frame(now, Inbound::Text("{}".to_owned()));
+    let _body = s.poll_event();
+    let long = "\"".repeat(100_000);
+    let notify = serde_json::json!({
+        "id": "c-1", "type": "agent_completion_notify", "response_id": long, "content": "x"
+    });
+    s.handle_frame(now, Inbound::Text(notify.to_string()));
+    let Some(Transmit::Text(reply)) = s.poll_transmit() else {
+        panic!("the 404")
+    };
+    assert!(reply.contains("not from this stream"));
+    assert!(reply.len() < 1200, "{} bytes", reply.len());
+}
