@@ -3,8 +3,8 @@
 //!
 //! # Logs
 //!
-//! Through the [`tracing`] facade, under the targets `wirestream::server`,
-//! `wirestream::client` and `wirestream::registry`, so that
+//! Through the [`tracing`] facade, under the targets `wirestream::server`
+//! (the bridge's requests included) and `wirestream::client`, so that
 //! `RUST_LOG=wirestream=debug` (with `tracing-subscriber`'s `EnvFilter`)
 //! shows each session's life:
 //!
