@@ -11,9 +11,9 @@
 //! | what | level |
 //! | --- | --- |
 //! | span `connection` per connection: `id` (process-wide), `role` (`server`/`client`), `url` (client); a server's `listen` wraps it in a span `accepted` with the `peer` address | info |
-//! | span `request` per request that runs as a future: `kind` (`notify`/`server_request`), `direction` (`in`/`out`), `id` where it is known (`response_id` for a notify) | debug |
+//! | span `request` per server request: `kind` (`server_request`), `direction` `out` around [`Registry::request`](crate::Registry::request) and [`Session::request`](crate::Session::request) (`bridge`: which), `in` with its `id` around a client's handler (notifies get events, not spans) | debug |
 //! | `closed`: `code`, `reason` (the [`EndReason`]) and the engine's [`Stats`] | debug for 1000/1001, info otherwise |
-//! | `refused`: `status` (handshake refusals, a full registry, a body that does not parse, an oversize frame, error answers to client requests; a client's own `429`s) | debug, warn for 5xx |
+//! | `refused`: `status` and `what` (handshake refusals, a full registry, a body that does not parse, an oversize frame, a server's error answers to client requests, by the engine or the handler; a client's own `429`s and `501`s) | debug, warn for 5xx |
 //! | `timed out`: `kind` (`handshake`, `body`, `drain`, `request`, `liveness`, `write_stall`) and `code` | info, warn for `liveness` and `write_stall` |
 //! | `handler panicked` | error |
 //! | client and server requests: received, sent, answered, refused | debug |
