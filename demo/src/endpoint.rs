@@ -134,7 +134,7 @@ pub fn spawn_endpoint<R: Runtime>(server: Server<R>, listener: Listener<R>) {
     rt.clone().spawn(async move {
         let handler = move |body, session| stream(rt, body, session);
         if let Err(e) = server.listen(&listener, only_path(PATH), handler).await {
-            eprintln!("[server] accept failed: {e}");
+            tracing::error!(target: "wirestream::demo", "accept failed: {e}");
         }
     });
 }

@@ -5,6 +5,11 @@
 //! example of `wirestream-tokio` and the `smol-demo` example of
 //! `wirestream-smol` run it; the integration tests and the axum example use
 //! its endpoint.
+//!
+//! It prints its transcript on stdout and logs through `tracing` (target
+//! `wirestream::demo`); the examples install a subscriber that writes the
+//! logs to stderr (`RUST_LOG`, default `wirestream=info`) with
+//! [`init_logs`].
 
 #![forbid(unsafe_code)]
 
@@ -12,4 +17,4 @@ mod endpoint;
 mod script;
 
 pub use endpoint::{AgentCompletionChunk, DemoBody, PATH, spawn_endpoint, stream, tools_list};
-pub use script::{DEFAULT_ADDR, describe, main, run, serve};
+pub use script::{DEFAULT_ADDR, describe, init_logs, main, run, serve};

@@ -150,9 +150,24 @@ pub async fn serve<R: Runtime>(rt: R, addr: SocketAddr) -> Result<(), BoxError> 
     Ok(())
 }
 
+/// Installs the examples' log output: `tracing` events on stderr (stdout
+/// is the transcript's), filtered by `RUST_LOG`, `wirestream=info` by
+/// default (`RUST_LOG=wirestream=debug` shows each session's life).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("wirestream=info"));
+    // Already installed (by the caller): keep that one.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// The `demo` example's `main`: `--serve [ADDR]` serves the endpoint,
-/// anything else runs the demo once.
+/// anything else runs the demo once. Installs the log output first
+/// ([`init_logs`]).
 pub async fn main<R: Runtime>(rt: R, runtime_name: &str) -> ExitCode {
+    init_logs();
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
         Some("--serve") => match args
@@ -171,7 +186,7 @@ pub async fn main<R: Runtime>(rt: R, runtime_name: &str) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("demo failed: {e}");
+            tracing::error!(target: "wirestream::demo", "demo failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -196,6 +196,7 @@ async fn bridge(
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    demo::init_logs();
     let addr: SocketAddr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned())

@@ -11,6 +11,7 @@ use futures_channel::{mpsc, oneshot};
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 use wirestream_proto::{ClientSession, Config};
 
 use crate::chunks::Chunks;
@@ -21,6 +22,7 @@ use crate::random::OsRandom;
 use crate::rt::Runtime;
 use crate::server_request::{HttpResponse, IncomingServerRequest};
 use crate::socket::{ConnectError, Direction, Tap, connect_websocket};
+use crate::telemetry::{self, Role};
 
 /// Chunks read ahead of the application; past it the driver stops reading
 /// the socket, and the server's producer waits.
@@ -149,9 +151,13 @@ impl<R: Runtime> Client<R> {
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFY_CHANNEL);
         let app = ClientApp::new(chunks_tx, end_tx, notify_rx, self.handler);
         let driver = Driver::new(self.rt.clone(), ws, engine, app, self.tap);
-        self.rt.spawn(async move {
-            driver.run().await;
-        });
+        let span = telemetry::connection_span(Role::Client, Some(&self.url));
+        self.rt.spawn(
+            async move {
+                driver.run().await;
+            }
+            .instrument(span),
+        );
         Ok((Chunks::new(chunks_rx, end_rx), Notifier::new(notify_tx)))
     }
 }

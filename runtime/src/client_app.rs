@@ -12,13 +12,15 @@ use std::panic::AssertUnwindSafe;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use wirestream_proto::{ClientEvent, ClientSession, EndReason, Error, Headers, Refused};
+use tracing::Instrument;
+use wirestream_proto::{ClientEvent, ClientSession, EndReason, Error, Headers, Outcome, Refused};
 
 use crate::chunks::Delivery;
 use crate::driver::Application;
 use crate::notifier::{NotifyCommand, NotifyError, notify_result};
 use crate::parked::{Parked, Room};
 use crate::server_request::{HttpResponse, IncomingServerRequest};
+use crate::telemetry::{self, Role, Timeout};
 
 /// What answers server requests on a client.
 pub(crate) type Handler =
@@ -117,6 +119,9 @@ impl ClientApp {
             value: reply,
         }) = sent
         else {
+            if let Ok(id) = &sent {
+                tracing::debug!(target: "wirestream::client", id = %id, response_id = %response_id, "notify sent");
+            }
             return;
         };
         let failed = match error {
@@ -133,6 +138,7 @@ impl ClientApp {
             Error::TooLarge => NotifyError::TooLarge,
             _ => NotifyError::SessionEnded,
         };
+        tracing::debug!(target: "wirestream::client", response_id = %response_id, "notify not sent: {failed}");
         let _ = reply.send(Err(failed));
     }
 
@@ -143,11 +149,13 @@ impl ClientApp {
         now: Instant,
     ) {
         let Some(handler) = &self.handler else {
+            telemetry::refused(Role::Client, 501, "server request");
             let _ = engine.respond(now, request.id(), 501, &Headers::new(), None);
             return;
         };
         let id = request.id().to_owned();
-        let response = AssertUnwindSafe(handler(request)).catch_unwind();
+        let span = telemetry::request_span(Role::Client, "server_request", "in", &id);
+        let response = AssertUnwindSafe(handler(request).instrument(span)).catch_unwind();
         self.running
             .push(response.map(move |response| (id, response.ok())).boxed());
     }
@@ -162,6 +170,12 @@ fn respond(engine: &mut Engine, id: &str, response: Option<&HttpResponse>, now: 
         let body = r.body.as_deref();
         engine.respond(now, id, r.status, &r.headers, body)
     });
+    if response.is_none() {
+        telemetry::handler_panicked(Role::Client);
+    }
+    if let Some(response) = response {
+        tracing::debug!(target: "wirestream::client", id, status = response.status, "server request answered");
+    }
     if let None | Some(Err(Error::TooLarge)) = answered {
         let _ = engine.respond(now, id, 500, &Headers::new(), None);
     }
@@ -170,6 +184,7 @@ fn respond(engine: &mut Engine, id: &str, response: Option<&HttpResponse>, now: 
 impl Application for ClientApp {
     type Engine = Engine;
     type Command = Command;
+    const ROLE: Role = Role::Client;
 
     fn deliver(
         &mut self,
@@ -188,7 +203,11 @@ impl Application for ClientApp {
                 self.server_request(engine, request, now);
                 Ok(())
             }
-            ClientEvent::NotifyEnded { token, outcome, .. } => {
+            ClientEvent::NotifyEnded { id, token, outcome } => {
+                if let Outcome::TimedOut = outcome {
+                    tracing::debug!(target: "wirestream::client", id = %id, "notify timed out");
+                    telemetry::timed_out(Role::Client, Timeout::Request, 504);
+                }
                 let _ = token.send(notify_result(outcome));
                 Ok(())
             }

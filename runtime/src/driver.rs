@@ -22,6 +22,7 @@ use wirestream_proto::{EndReason, Engine, Inbound, Stats};
 
 use crate::rt::Runtime;
 use crate::socket::{Direction, Tap, close_code, to_message};
+use crate::telemetry::{self, Open, Role, Traffic};
 
 /// Inputs fed in one poll before the driver yields to its executor, so a
 /// peer that never pauses cannot starve the other tasks of its thread.
@@ -37,6 +38,9 @@ pub(crate) trait Application {
     type Engine: Engine<Text = Utf8Bytes>;
     /// What the application asks of the engine.
     type Command;
+
+    /// Which side of the connection this is (for logs and metrics).
+    const ROLE: Role;
 
     /// Hands one event to the application. An event it cannot take now is
     /// handed back; the driver then reads nothing more and delivers nothing
@@ -94,6 +98,11 @@ pub(crate) struct Driver<R: Runtime, S, A: Application> {
     /// registered, so it is not asked again until the task is woken.
     read_idle: bool,
     end: Option<EndReason>,
+    /// The input at hand is the engine's deadline; `ended_by_timer`: the end
+    /// came from one (to tell which timeout ended the session).
+    by_timer: bool,
+    ended_by_timer: bool,
+    traffic: Traffic,
 }
 
 impl<R, S, A> Driver<R, S, A>
@@ -125,16 +134,29 @@ where
             socket_first: true,
             read_idle: false,
             end: None,
+            by_timer: false,
+            ended_by_timer: false,
+            traffic: Traffic::default(),
         }
     }
 
     /// Runs the connection to its end and returns how it ended, with the
     /// engine's counters.
     pub(crate) async fn run(mut self) -> (EndReason, Stats) {
-        poll_fn(|cx| self.poll_drive(cx)).await;
+        let open = Open::new(A::ROLE);
+        poll_fn(|cx| {
+            let polled = self.poll_drive(cx);
+            self.traffic.flush(A::ROLE);
+            polled
+        })
+        .await;
+        drop(open);
         // A session always reports its end; this is only a fallback.
         let end = self.end.unwrap_or(EndReason::TransportLost);
-        (end, self.engine.stats())
+        let stats = self.engine.stats();
+        let timeout = telemetry::timeout_of(A::ROLE, end, self.ended_by_timer);
+        telemetry::ended(A::ROLE, end, &stats, timeout);
+        (end, stats)
     }
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -166,6 +188,7 @@ where
             } else {
                 [Self::command, Self::read]
             };
+            self.by_timer = false;
             let fed = self.timer(cx) || inputs.iter().any(|input| input(self, cx));
             if !fed {
                 // Idle: write out what this poll produced, in one go, before
@@ -204,6 +227,7 @@ where
         while let Some(event) = self.engine.poll_event() {
             moved = true;
             if let Some(reason) = A::Engine::end_of(&event) {
+                self.ended_by_timer |= self.by_timer && self.end.is_none();
                 self.end.get_or_insert(reason);
             }
             if let Err(event) = self.app.deliver(&mut self.engine, event, self.now) {
@@ -228,6 +252,7 @@ where
                 };
                 popped = true;
                 let message = to_message(frame);
+                self.traffic.outbound(A::ROLE, &message);
                 if let Some(tap) = &self.tap {
                     tap(Direction::Out, &message);
                 }
@@ -298,6 +323,7 @@ where
             if !covered {
                 let now = self.clock();
                 if now >= deadline {
+                    self.by_timer = true;
                     self.engine.handle_timeout(now);
                     return true;
                 }
@@ -334,6 +360,7 @@ where
         let now = self.clock();
         match item {
             Some(Ok(message)) => {
+                self.traffic.inbound(A::ROLE, &message);
                 if let Some(tap) = &self.tap {
                     tap(Direction::In, &message);
                 }
@@ -348,9 +375,14 @@ where
                     Message::Frame(_) => return true,
                 };
                 self.engine.handle_frame(now, frame);
+                if A::ROLE == Role::Client {
+                    let refused = self.engine.stats().refused_requests;
+                    self.traffic.engine_refusals(A::ROLE, refused);
+                }
             }
             Some(Err(WsError::Capacity(_))) => {
                 self.reading = Reading::Fused;
+                telemetry::refused(A::ROLE, 413, "oversize frame");
                 self.engine.handle_frame(now, Inbound::Oversize);
             }
             Some(Err(_)) | None => {

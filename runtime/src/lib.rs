@@ -37,6 +37,7 @@ mod server_app;
 mod server_request;
 mod session;
 mod socket;
+pub mod telemetry;
 
 pub use async_tungstenite::{self, WebSocketStream, tungstenite};
 pub use chunks::{Chunks, StreamError};

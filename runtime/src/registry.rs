@@ -11,6 +11,7 @@ use wirestream_proto::{ConnectionId, Registered, RegistryError, RegistryLimits};
 
 use crate::random::OsRandom;
 use crate::server_request::{HttpRequest, Mailbox, Outgoing, RequestFailed, Response};
+use crate::telemetry;
 
 /// The process-wide registry of session ids (PROTOCOL.md §4): a cloneable
 /// handle to one [`wirestream_proto::Registry`] behind one lock (never held
@@ -42,6 +43,16 @@ impl Registry {
         }
     }
 
+    /// Runs `change` under the lock, following the count of ids in the
+    /// `wirestream_session_ids` gauge.
+    fn counting<T>(&self, change: impl FnOnce(&mut wirestream_proto::Registry<Mailbox>) -> T) -> T {
+        let mut registry = self.lock();
+        let before = registry.len();
+        let changed = change(&mut registry);
+        telemetry::session_ids(before, registry.len());
+        changed
+    }
+
     fn lock(&self) -> MutexGuard<'_, wirestream_proto::Registry<Mailbox>> {
         // The registry's operations leave it consistent even if a holder panicked.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -50,6 +61,14 @@ impl Registry {
     /// Sends the client that owns `session_id` a server request and awaits
     /// its response, its deadline, or its connection's end.
     pub async fn request(
+        &self,
+        session_id: &str,
+        request: HttpRequest,
+    ) -> Result<Response, RequestFailed> {
+        telemetry::server_request(true, self.forward(session_id, request)).await
+    }
+
+    async fn forward(
         &self,
         session_id: &str,
         request: HttpRequest,
@@ -116,15 +135,15 @@ impl Registry {
         conn: ConnectionId,
         id: &str,
     ) -> Result<Registered, RegistryError> {
-        self.lock().register(conn, id)
+        self.counting(|registry| registry.register(conn, id))
     }
 
     pub(crate) fn mint(&self, conn: ConnectionId) -> Result<String, RegistryError> {
-        self.lock().mint(conn, &mut OsRandom::new())
+        self.counting(|registry| registry.mint(conn, &mut OsRandom::new()))
     }
 
     pub(crate) fn unregister(&self, conn: ConnectionId, id: &str) -> bool {
-        self.lock().unregister(conn, id)
+        self.counting(|registry| registry.unregister(conn, id))
     }
 }
 
@@ -144,6 +163,7 @@ impl Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        self.registry.lock().detach(self.conn);
+        self.registry
+            .counting(|registry| registry.detach(self.conn));
     }
 }

@@ -14,6 +14,7 @@ use futures_channel::mpsc;
 use futures_util::future::{Either, select};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 use wirestream_proto::{Config, EndReason, ResponseError, ServerSession, Stats};
 
 use crate::driver::Driver;
@@ -24,6 +25,7 @@ use crate::server_app::{self, ServerApp};
 use crate::server_request::MAILBOX;
 use crate::session::{CHUNK_CHANNEL, HandlerResult, Session};
 use crate::socket::{Direction, Tap, accept_websocket};
+use crate::telemetry::{self, Role, Timeout};
 
 /// How a session [`Server::serve`] ran ended, and what it counted.
 #[derive(Clone, Debug)]
@@ -120,6 +122,13 @@ impl<R: Runtime> Server<R> {
         S: AsyncRead + AsyncWrite + Unpin,
         C: FnOnce(&Handshake) -> Result<(), ErrorResponse> + Unpin,
     {
+        // The callback's error type is tungstenite's.
+        #[allow(clippy::result_large_err)]
+        let check = |request: &Handshake| {
+            check(request).inspect_err(|response| {
+                telemetry::refused(Role::Server, response.status().as_u16(), "handshake");
+            })
+        };
         let handshake = pin!(accept_websocket(stream, &self.config, check));
         let deadline = self.rt.now().checked_add(self.config.body_timeout);
         let Some(deadline) = deadline else {
@@ -127,10 +136,14 @@ impl<R: Runtime> Server<R> {
         };
         match select(handshake, pin!(self.rt.sleep_until(deadline))).await {
             Either::Left((accepted, _)) => accepted,
-            Either::Right(_) => Err(tungstenite::Error::Io(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the WebSocket handshake took longer than the body timeout",
-            ))),
+            Either::Right(_) => {
+                // Dropped without a close frame: 1006.
+                telemetry::timed_out(Role::Server, Timeout::Handshake, 1006);
+                Err(tungstenite::Error::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the WebSocket handshake took longer than the body timeout",
+                )))
+            }
         }
     }
 
@@ -154,6 +167,7 @@ impl<R: Runtime> Server<R> {
         H: FnOnce(B, Session) -> Fut + Send + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
+        let span = telemetry::connection_span(Role::Server, None);
         let now = self.rt.now();
         let mut engine: server_app::Engine =
             ServerSession::new(self.config.clone(), now, OsRandom::new());
@@ -161,6 +175,7 @@ impl<R: Runtime> Server<R> {
         let attached = match self.registry.attach(mailbox.clone()) {
             Ok(attached) => Some(attached),
             Err(e) => {
+                span.in_scope(|| telemetry::refused(Role::Server, 503, "registry full"));
                 let message = format!("cannot take the connection: {e}");
                 let _ = engine.fail(now, &ResponseError::new(503, &message));
                 None
@@ -182,7 +197,7 @@ impl<R: Runtime> Server<R> {
         let start = (handler, session);
         let app = ServerApp::new(start, produced, outgoing, requests_tx, attached);
         let driver = Driver::new(self.rt.clone(), ws, engine, app, self.tap.clone());
-        let (end, stats) = driver.run().await;
+        let (end, stats) = driver.run().instrument(span).await;
         Served { end, stats }
     }
 
@@ -202,15 +217,20 @@ impl<R: Runtime> Server<R> {
         C: FnOnce(&Handshake) -> Result<(), ErrorResponse> + Clone + Send + Unpin + 'static,
     {
         loop {
-            let (stream, _) = listener.accept().await?;
+            let (stream, peer) = listener.accept().await?;
             let server = self.clone();
             let check = check.clone();
             let handler = handler.clone();
-            self.rt.spawn(async move {
-                if let Ok(ws) = server.accept(stream, check).await {
-                    server.serve(ws, handler).await;
+            self.rt.spawn(telemetry::accepted(peer, async move {
+                match server.accept(stream, check).await {
+                    Ok(ws) => {
+                        server.serve(ws, handler).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "wirestream::server", "handshake failed: {e}")
+                    }
                 }
-            });
+            }));
         }
     }
 }

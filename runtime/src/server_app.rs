@@ -12,7 +12,7 @@ use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use wirestream_proto::{Error, Refused, ServerEvent, ServerSession};
+use wirestream_proto::{Error, Outcome, Refused, ServerEvent, ServerSession};
 
 /// The engine of a served connection: tungstenite's frames in, and each
 /// server request's token the requester's reply channel, so its answer goes
@@ -27,6 +27,7 @@ use crate::session::{
     Answer, HandlerResult, HandlerTask, IncomingRequest, Produced, Session, handler_task,
     handler_vanished,
 };
+use crate::telemetry::{self, Role, Timeout};
 
 /// What the handler's side asks of the engine, in the order
 /// [`poll_command`](Application::poll_command) looks for it.
@@ -98,6 +99,7 @@ where
         match serde_json::from_str::<B>(text) {
             Ok(body) => self.task = Some(handler_task(handler, body, session)),
             Err(e) => {
+                telemetry::refused(Role::Server, 400, "body");
                 let _ = engine.reject_body(now, e);
             }
         }
@@ -128,11 +130,14 @@ where
                 let _ = engine.finish(now);
             }
             Some(Produced::End(Err(e))) => {
+                tracing::debug!(target: "wirestream::server", code = e.code, "the handler failed the stream");
                 let _ = engine.fail(now, &e);
             }
             None => {
                 // The handler's task died (a panic) without ending the stream.
-                let _ = engine.fail(now, &handler_vanished());
+                if engine.fail(now, &handler_vanished()).is_ok() {
+                    telemetry::handler_panicked(Role::Server);
+                }
             }
         }
     }
@@ -152,6 +157,9 @@ where
             value: reply,
         }) = sent
         else {
+            if let Ok(id) = &sent {
+                tracing::debug!(target: "wirestream::server", id = %id, "server request sent");
+            }
             return;
         };
         let failed = match error {
@@ -163,10 +171,13 @@ where
             Error::TooLarge => RequestFailed::TooLarge,
             _ => RequestFailed::SessionEnded,
         };
+        tracing::debug!(target: "wirestream::server", "server request not sent: {failed}");
         let _ = reply.send(Err(failed));
     }
 
     fn answer(engine: &mut Engine, answer: Answer, now: Instant) {
+        let ok = matches!(answer.result, Some(Ok(())));
+        tracing::debug!(target: "wirestream::server", id = %answer.id, ok, "client request answered");
         // Already answered by the engine (drain timeout, end): nothing to do.
         let _ = match answer.result {
             Some(result) => engine.respond(now, &answer.id, result),
@@ -183,6 +194,7 @@ where
 {
     type Engine = Engine;
     type Command = Command;
+    const ROLE: Role = Role::Server;
 
     fn deliver(
         &mut self,
@@ -193,6 +205,13 @@ where
         match event {
             ServerEvent::Body(text) => self.start(engine, &text, now),
             ServerEvent::Request(request) => {
+                tracing::debug!(
+                    target: "wirestream::server",
+                    id = %request.id(),
+                    kind = "notify",
+                    direction = "in",
+                    "client request"
+                );
                 let request = IncomingRequest::new(request, self.answers_tx.clone());
                 if let Some(tx) = &self.requests_tx {
                     // If the handler dropped its stream, the request is
@@ -200,7 +219,11 @@ where
                     let _ = tx.unbounded_send(request);
                 }
             }
-            ServerEvent::ServerRequestEnded { token, outcome, .. } => {
+            ServerEvent::ServerRequestEnded { id, token, outcome } => {
+                if let Outcome::TimedOut = outcome {
+                    tracing::debug!(target: "wirestream::server", id = %id, "server request timed out");
+                    telemetry::timed_out(Role::Server, Timeout::Request, 504);
+                }
                 let _ = token.send(reply_of(outcome));
             }
             ServerEvent::Writable => self.room.writable(),

@@ -22,6 +22,7 @@ use wirestream_proto::{
 use crate::registry::Registry;
 use crate::rt::Runtime;
 use crate::server_request::{HttpRequest, Mailbox, RequestFailed, Response, ask};
+use crate::telemetry::{self, Role};
 
 /// Chunks a producer may have in flight towards the driver on top of the
 /// engine's own bounded queue (plus one per [`ChunkSender`] clone).
@@ -45,7 +46,10 @@ where
     let mut end = session.chunks.tx.clone();
     Box::pin(async move {
         let run = AssertUnwindSafe(handler(body, session)).catch_unwind();
-        let result = run.await.unwrap_or_else(|_| Err(handler_panicked()));
+        let result = run.await.unwrap_or_else(|_| {
+            telemetry::handler_panicked(Role::Server);
+            Err(handler_panicked())
+        });
         let _ = end.send(Produced::End(result)).await;
     })
 }
@@ -246,7 +250,7 @@ impl Session {
     /// before the first chunk.
     pub async fn request(&self, request: HttpRequest) -> Result<Response, RequestFailed> {
         match &self.link.mailbox {
-            Some(mailbox) => ask(mailbox.clone(), request).await,
+            Some(mailbox) => telemetry::server_request(false, ask(mailbox.clone(), request)).await,
             None => Err(RequestFailed::NotConnected),
         }
     }
