@@ -12,4 +12,4 @@ mod endpoint;
 mod script;
 
 pub use endpoint::{AgentCompletionChunk, DemoBody, PATH, spawn_endpoint, stream, tools_list};
-pub use script::{DEFAULT_ADDR, describe, main, run, serve};
+pub use script::{DEFAULT_ADDR, SHUTDOWN_GRACE, describe, main, run, serve};
