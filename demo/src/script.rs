@@ -2,6 +2,7 @@
 //! wire transcript, and the `--serve` mode.
 
 use std::error::Error;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,6 +19,10 @@ use crate::endpoint::{AgentCompletionChunk, DemoBody, PATH, spawn_endpoint, stre
 
 /// Where `--serve` listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// How long `--serve` gives running sessions once told to stop; those
+/// still open then are closed with `Close(1001)`.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A readable line for one message of the transcript.
 pub fn describe(direction: Direction, message: &Message, first_out: bool) -> String {
@@ -129,8 +134,16 @@ pub async fn run<R: Runtime>(rt: R, runtime_name: &str) -> Result<(), BoxError> 
     Ok(())
 }
 
-/// Serves the demo endpoint at `addr` until the process is stopped.
-pub async fn serve<R: Runtime>(rt: R, addr: SocketAddr) -> Result<(), BoxError> {
+/// Serves the demo endpoint at `addr` until `stop` completes (the
+/// example's `main` passes Ctrl-C or SIGTERM), then shuts down gracefully:
+/// no new connection is accepted, and the sessions still open after
+/// [`SHUTDOWN_GRACE`] are closed with `Close(1001)`. Returns once every
+/// session has ended.
+pub async fn serve<R, F>(rt: R, addr: SocketAddr, stop: F) -> Result<(), BoxError>
+where
+    R: Runtime,
+    F: Future<Output = ()> + Send + 'static,
+{
     let listener = Listener::bind(rt.clone(), addr).await?;
     println!(
         "serving the demo endpoint at ws://{}{PATH} (body {{\"chunks\": N, \"interval_ms\": 100}})",
@@ -145,8 +158,18 @@ pub async fn serve<R: Runtime>(rt: R, addr: SocketAddr) -> Result<(), BoxError> 
             println!("{arrow}  {text}");
         }
     });
+    let shutdown = server.shutdown_handle();
+    rt.spawn(async move {
+        stop.await;
+        println!(
+            "shutting down: {} session(s) have {SHUTDOWN_GRACE:?} to finish",
+            shutdown.live_sessions()
+        );
+        shutdown.begin(SHUTDOWN_GRACE);
+    });
     let handler = move |body, session| stream(rt, body, session);
     server.listen(&listener, only_path(PATH), handler).await?;
+    println!("every session has ended");
     Ok(())
 }
 
@@ -163,10 +186,14 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// The `demo` example's `main`: `--serve [ADDR]` serves the endpoint,
-/// anything else runs the demo once. Installs the log output first
-/// ([`init_logs`]).
-pub async fn main<R: Runtime>(rt: R, runtime_name: &str) -> ExitCode {
+/// The `demo` example's `main`: `--serve [ADDR]` serves the endpoint until
+/// `stop` completes (see [`serve`]), anything else runs the demo once.
+/// Installs the log output first ([`init_logs`]).
+pub async fn main<R, F>(rt: R, runtime_name: &str, stop: F) -> ExitCode
+where
+    R: Runtime,
+    F: Future<Output = ()> + Send + 'static,
+{
     init_logs();
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
@@ -175,7 +202,7 @@ pub async fn main<R: Runtime>(rt: R, runtime_name: &str) -> ExitCode {
             .unwrap_or_else(|| DEFAULT_ADDR.to_owned())
             .parse()
         {
-            Ok(addr) => serve(rt, addr).await,
+            Ok(addr) => serve(rt, addr, stop).await,
             Err(e) => Err(format!("bad address: {e}").into()),
         },
         None => run(rt, runtime_name).await,

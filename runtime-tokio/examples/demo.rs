@@ -1,6 +1,8 @@
 //! The wirestream demo on tokio: `cargo run --release -p wirestream-tokio --example demo`
 //! runs a server and a client against it and prints what crossed the wire;
-//! `-- --serve [ADDR]` only serves the demo endpoint at `/agent/completions`.
+//! `-- --serve [ADDR]` only serves the demo endpoint at `/agent/completions`,
+//! until Ctrl-C or SIGTERM starts a graceful shutdown (5 s of grace, then
+//! `Close(1001)`; exits 0).
 
 use std::process::ExitCode;
 
@@ -8,5 +10,27 @@ use wirestream_tokio::Tokio;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    wirestream_demo::main(Tokio, "tokio").await
+    wirestream_demo::main(Tokio, "tokio", stop()).await
+}
+
+/// Completes on Ctrl-C, or on SIGTERM (Unix).
+async fn stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => eprintln!("cannot watch SIGTERM: {e}"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("cannot watch Ctrl-C: {e}");
+        std::future::pending::<()>().await;
+    }
 }

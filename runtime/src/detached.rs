@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use wirestream_proto::ResponseError;
 
+use crate::caller::Caller;
 use crate::rt::Runtime;
 use crate::server::Server;
 use crate::session::{
@@ -27,9 +28,35 @@ impl<R: Runtime> Server<R> {
     /// same backpressure. Its session has no client requests, and its server
     /// requests fail with [`RequestFailed::NotConnected`](crate::RequestFailed::NotConnected). A body that does
     /// not deserialize as `B` is refused with a `400` error.
+    ///
+    /// Its [`Session::caller`] is empty; see
+    /// [`serve_detached_with_caller`](Self::serve_detached_with_caller).
     pub fn serve_detached<B, H, Fut>(
         &self,
         body: &[u8],
+        handler: H,
+    ) -> Result<Detached, ResponseError<'static>>
+    where
+        B: DeserializeOwned + Send + 'static,
+        H: FnOnce(B, Session) -> Fut + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.serve_detached_with_caller(body, Caller::default(), handler)
+    }
+
+    /// [`serve_detached`](Self::serve_detached), with what the HTTP server
+    /// knows of the request (its URI, headers, peer address, an
+    /// authenticated identity…) for the handler to read in
+    /// [`Session::caller`].
+    ///
+    /// The handler sees the server's [graceful
+    /// shutdown](Server::shutdown_handle) in
+    /// [`Session::shutdown_requested`]; ending the HTTP response at the
+    /// grace's end is the HTTP server's part.
+    pub fn serve_detached_with_caller<B, H, Fut>(
+        &self,
+        body: &[u8],
+        caller: Caller,
         handler: H,
     ) -> Result<Detached, ResponseError<'static>>
     where
@@ -41,7 +68,9 @@ impl<R: Runtime> Server<R> {
             .map_err(|e| ResponseError::new(400, &format!("failed to deserialize body: {e}")))?;
         let (tx, rx) = mpsc::channel(CHUNK_CHANNEL);
         let config = self.config().clone().normalized();
-        let session = Session::new(tx, config, None, None, self.registry().clone(), None);
+        let registry = self.registry().clone();
+        let shutdown = self.shutdown_handle();
+        let session = Session::new(tx, config, None, None, registry, None, caller, shutdown);
         let abort = spawn_handler(self.runtime(), handler, body, session);
         Ok(Detached {
             rx,

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod caller;
 mod chunks;
 mod client;
 mod client_app;
@@ -36,10 +37,12 @@ mod server;
 mod server_app;
 mod server_request;
 mod session;
+mod shutdown;
 mod socket;
 pub mod telemetry;
 
 pub use async_tungstenite::{self, WebSocketStream, tungstenite};
+pub use caller::Caller;
 pub use chunks::{Chunks, StreamError};
 pub use client::Client;
 pub use detached::Detached;
@@ -53,6 +56,7 @@ pub use server_request::{
     HttpRequest, HttpResponse, IncomingServerRequest, RequestFailed, Response,
 };
 pub use session::{ChunkSender, HandlerResult, IncomingRequest, Requests, SendError, Session};
+pub use shutdown::{Shutdown, ShutdownSignal};
 pub use socket::{
     ConnectError, Direction, Tap, accept_websocket, only_path, refuse, websocket_config,
 };

@@ -57,6 +57,11 @@ impl<T> Parked<T> {
         }
     }
 
+    /// Takes the parked command, room or not.
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.parked.take()
+    }
+
     /// The application's next command unless one is parked: `Ready(Some)`,
     /// `Ready(None)` once when the channel closes (`Pending` ever after), or
     /// `Pending` with the waker registered.

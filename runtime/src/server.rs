@@ -5,6 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::pin;
 
 use async_tungstenite::WebSocketStream;
@@ -17,14 +18,16 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use wirestream_proto::{Config, EndReason, ResponseError, ServerSession, Stats};
 
+use crate::caller::Caller;
 use crate::driver::Driver;
 use crate::random::OsRandom;
 use crate::registry::{Attached, Registry};
 use crate::rt::{Listener, Runtime};
-use crate::server_app::{self, ServerApp};
+use crate::server_app::{self, Grace, ServerApp};
 use crate::server_request::MAILBOX;
 use crate::session::{CHUNK_CHANNEL, HandlerResult, Session};
-use crate::socket::{Direction, Tap, accept_websocket};
+use crate::shutdown::{Live, Shutdown};
+use crate::socket::{Direction, Tap, accept_websocket, websocket_config};
 use crate::telemetry::{self, Role, Timeout};
 
 /// How a session [`Server::serve`] ran ended, and what it counted.
@@ -47,6 +50,7 @@ pub struct Server<R: Runtime> {
     config: Config,
     registry: Registry,
     tap: Option<Tap>,
+    shutdown: Shutdown,
 }
 
 impl<R: Runtime> fmt::Debug for Server<R> {
@@ -67,11 +71,13 @@ impl<R: Runtime + Default> Default for Server<R> {
 impl<R: Runtime> Server<R> {
     /// A server with the default [`Config`] and a registry of its own.
     pub fn new(rt: R) -> Self {
+        let clock = rt.clone();
         Self {
             rt,
             config: Config::default(),
             registry: Registry::default(),
             tap: None,
+            shutdown: Shutdown::new(move || clock.now()),
         }
     }
 
@@ -109,6 +115,25 @@ impl<R: Runtime> Server<R> {
         &self.rt
     }
 
+    /// The handle on this server's graceful shutdown, shared by its clones
+    /// (see [`Shutdown`]): [`Shutdown::begin`] stops [`listen`](Self::listen)
+    /// accepting, tells every session's handler, closes the sessions still
+    /// open at the grace's end with `Close(1001)`, and `listen` returns once
+    /// every session has ended.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use wirestream_runtime::{Runtime, Server};
+    /// # async fn example<R: Runtime>(server: Server<R>) {
+    /// let shutdown = server.shutdown_handle();
+    /// shutdown.begin(Duration::from_secs(5));
+    /// shutdown.ended().await; // every session has ended
+    /// # }
+    /// ```
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// The WebSocket handshake over an accepted connection, with this
     /// server's limits (see [`accept_websocket`]). A handshake that takes
     /// longer than the body timeout fails with `TimedOut`, so a peer that
@@ -129,7 +154,72 @@ impl<R: Runtime> Server<R> {
                 telemetry::refused(Role::Server, response.status().as_u16(), "handshake");
             })
         };
-        let handshake = pin!(accept_websocket(stream, &self.config, check));
+        self.handshake(accept_websocket(stream, &self.config, check))
+            .await
+    }
+
+    /// [`accept`](Self::accept), keeping who called: the upgrade request,
+    /// the `peer` address, and the value `check` returns (attached to the
+    /// [`Caller`]'s extensions unless it is `()`), for
+    /// [`serve_with_caller`](Self::serve_with_caller).
+    ///
+    /// ```no_run
+    /// # use wirestream_runtime::{Caller, Listener, Runtime, Server, refuse};
+    /// # use wirestream_runtime::tungstenite::http::StatusCode;
+    /// # async fn example<R: Runtime>(server: Server<R>, listener: Listener<R>) -> std::io::Result<()> {
+    /// #[derive(Clone)]
+    /// struct User(String);
+    /// let (stream, peer) = listener.accept().await?;
+    /// let check = |request: &wirestream_runtime::tungstenite::handshake::server::Request| {
+    ///     match request.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+    ///         Some("Bearer t0k3n") => Ok(User("alice".into())),
+    ///         _ => Err(refuse(StatusCode::UNAUTHORIZED, "bad token")),
+    ///     }
+    /// };
+    /// if let Ok((ws, caller)) = server.accept_with_caller(stream, Some(peer), check).await {
+    ///     assert!(caller.extension::<User>().is_some());
+    /// #   let _ = ws;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn accept_with_caller<S, C, A>(
+        &self,
+        stream: S,
+        peer: Option<SocketAddr>,
+        check: C,
+    ) -> Result<(WebSocketStream<S>, Caller), tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        C: FnOnce(&Handshake) -> Result<A, ErrorResponse> + Unpin,
+        A: Clone + Send + Sync + 'static,
+    {
+        let mut caller = None;
+        let ws = {
+            // The callback's error type is tungstenite's.
+            #[allow(clippy::result_large_err)]
+            let callback = |request: &Handshake, response| {
+                let value = check(request).inspect_err(|response| {
+                    telemetry::refused(Role::Server, response.status().as_u16(), "handshake");
+                })?;
+                caller = Some(Caller::accepted(request, peer, value));
+                Ok(response)
+            };
+            let config = Some(websocket_config(&self.config));
+            let handshake =
+                async_tungstenite::accept_hdr_async_with_config(stream, callback, config);
+            self.handshake(handshake).await?
+        };
+        Ok((ws, caller.unwrap_or_default()))
+    }
+
+    /// Awaits a server handshake, failing it with `TimedOut` after the body
+    /// timeout.
+    async fn handshake<S>(
+        &self,
+        handshake: impl Future<Output = Result<WebSocketStream<S>, tungstenite::Error>>,
+    ) -> Result<WebSocketStream<S>, tungstenite::Error> {
+        let handshake = pin!(handshake);
         let deadline = self.rt.now().checked_add(self.config.body_timeout);
         let Some(deadline) = deadline else {
             return handshake.await;
@@ -160,7 +250,50 @@ impl<R: Runtime> Server<R> {
     /// `Close(1011)`. When the connection ends first (the client hangs up, a
     /// limit is breached), the handler is dropped, pending server requests
     /// fail, and the connection leaves the registry.
+    ///
+    /// The session honours the server's [graceful
+    /// shutdown](Self::shutdown_handle): the handler is told, and the
+    /// session is closed with `Close(1001)` if still open at the grace's
+    /// end. Its [`Session::caller`] is empty; see
+    /// [`serve_with_caller`](Self::serve_with_caller).
     pub async fn serve<S, B, H, Fut>(&self, ws: WebSocketStream<S>, handler: H) -> Served
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        B: DeserializeOwned + Send + 'static,
+        H: FnOnce(B, Session) -> Fut + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.serve_with_caller(ws, Caller::default(), handler).await
+    }
+
+    /// [`serve`](Self::serve), with `caller` (as
+    /// [`accept_with_caller`](Self::accept_with_caller) returns it) for the
+    /// handler to read in [`Session::caller`].
+    pub async fn serve_with_caller<S, B, H, Fut>(
+        &self,
+        ws: WebSocketStream<S>,
+        caller: Caller,
+        handler: H,
+    ) -> Served
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        B: DeserializeOwned + Send + 'static,
+        H: FnOnce(B, Session) -> Fut + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.serve_live(ws, caller, handler, self.shutdown.live())
+            .await
+    }
+
+    /// [`serve_with_caller`](Self::serve_with_caller), counted as live by
+    /// `live` until it ends.
+    async fn serve_live<S, B, H, Fut>(
+        &self,
+        ws: WebSocketStream<S>,
+        caller: Caller,
+        handler: H,
+        _live: Live,
+    ) -> Served
     where
         S: AsyncRead + AsyncWrite + Unpin,
         B: DeserializeOwned + Send + 'static,
@@ -193,18 +326,65 @@ impl<R: Runtime> Server<R> {
             Some(mailbox),
             registry,
             conn,
+            caller,
+            self.shutdown.clone(),
         );
         let start = (handler, session);
-        let app = ServerApp::new(start, produced, outgoing, requests_tx, attached);
+        let app = ServerApp::new(
+            start,
+            produced,
+            outgoing,
+            requests_tx,
+            attached,
+            self.grace(),
+        );
         let driver = Driver::new(self.rt.clone(), ws, engine, app, self.tap.clone());
         let (end, stats) = driver.run().instrument(span).await;
         Served { end, stats }
     }
 
-    /// Accepts connections on `listener` until it fails: each is handshaken
+    /// Completes at the end of the shutdown grace.
+    fn grace(&self) -> Grace {
+        let (shutdown, rt) = (self.shutdown.clone(), self.rt.clone());
+        Box::pin(async move {
+            shutdown.requested().await;
+            if let Some(deadline) = shutdown.deadline() {
+                rt.sleep_until(deadline).await;
+            }
+        })
+    }
+
+    /// Accepts connections on `listener` until it fails or the server's
+    /// [graceful shutdown](Self::shutdown_handle) begins: each is handshaken
     /// (refused unless `check` passes) and served with a clone of `handler`
-    /// on its own task.
-    pub async fn listen<B, H, Fut, C>(
+    /// on its own task. The handler sees the upgrade request, the peer's
+    /// address and the value `check` returned in [`Session::caller`] (a
+    /// check that returns `()`, like [`only_path`](crate::only_path),
+    /// attaches nothing).
+    ///
+    /// Once the shutdown has begun, it accepts nothing more (connections
+    /// already accepted finish their handshake and are served) and returns
+    /// `Ok(())` when every session has ended.
+    ///
+    /// ```no_run
+    /// # use wirestream_runtime::{HandlerResult, Listener, Runtime, Server, Session, refuse};
+    /// # use wirestream_runtime::tungstenite::http::StatusCode;
+    /// # use wirestream_runtime::tungstenite::handshake::server::Request;
+    /// # async fn example<R: Runtime>(server: Server<R>, listener: Listener<R>) -> std::io::Result<()> {
+    /// #[derive(Clone)]
+    /// struct User(String);
+    /// let check = |request: &Request| match request.headers().get("authorization") {
+    ///     Some(token) if token == "Bearer t0k3n" => Ok(User("alice".into())),
+    ///     _ => Err(refuse(StatusCode::UNAUTHORIZED, "bad token")),
+    /// };
+    /// let handler = |_: serde_json::Value, session: Session| async move {
+    ///     let User(_name) = session.extension::<User>().cloned().expect("checked");
+    ///     HandlerResult::Ok(())
+    /// };
+    /// server.listen(&listener, check, handler).await
+    /// # }
+    /// ```
+    pub async fn listen<B, H, Fut, C, A>(
         &self,
         listener: &Listener<R>,
         check: C,
@@ -214,17 +394,25 @@ impl<R: Runtime> Server<R> {
         B: DeserializeOwned + Send + 'static,
         H: FnOnce(B, Session) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
-        C: FnOnce(&Handshake) -> Result<(), ErrorResponse> + Clone + Send + Unpin + 'static,
+        C: FnOnce(&Handshake) -> Result<A, ErrorResponse> + Clone + Send + Unpin + 'static,
+        A: Clone + Send + Sync + 'static,
     {
+        let mut stop = self.shutdown.requested();
         loop {
-            let (stream, peer) = listener.accept().await?;
+            let accepted = match select(pin!(listener.accept()), &mut stop).await {
+                Either::Left((accepted, _)) => accepted?,
+                Either::Right(_) => break,
+            };
+            let (stream, peer) = accepted;
             let server = self.clone();
             let check = check.clone();
             let handler = handler.clone();
+            // Counted from the handshake on, so that a shutdown waits for it.
+            let live = self.shutdown.live();
             self.rt.spawn(telemetry::accepted(peer, async move {
-                match server.accept(stream, check).await {
-                    Ok(ws) => {
-                        server.serve(ws, handler).await;
+                match server.accept_with_caller(stream, Some(peer), check).await {
+                    Ok((ws, caller)) => {
+                        server.serve_live(ws, caller, handler, live).await;
                     }
                     Err(e) => {
                         tracing::debug!(target: "wirestream::server", "handshake failed: {e}")
@@ -232,5 +420,7 @@ impl<R: Runtime> Server<R> {
                 }
             }));
         }
+        self.shutdown.ended().await;
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -39,7 +40,12 @@ pub(crate) enum Command {
     /// The handler's next chunk or its end; `None`: its channel closed
     /// without an end.
     Produced(Option<Produced>),
+    /// The server's shutdown grace is over: close with `Close(1001)`.
+    GoAway,
 }
+
+/// Completes at the end of the server's shutdown grace.
+pub(crate) type Grace = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The server's application half of the driver loop.
 pub(crate) struct ServerApp<B, H> {
@@ -54,6 +60,11 @@ pub(crate) struct ServerApp<B, H> {
     /// The handler's run, polled by the driver on the connection's own task
     /// (no hop between tasks per chunk); dropped with the connection.
     task: Option<HandlerTask>,
+    /// The end of the server's shutdown grace, until it comes.
+    grace: Option<Grace>,
+    /// The session was closed for a shutdown: requests it ends fail as
+    /// [`RequestFailed::ShuttingDown`].
+    going_away: bool,
     /// Detaches the connection from the registry when the driver ends.
     _attached: Option<Attached>,
     _body: PhantomData<fn() -> B>,
@@ -68,14 +79,16 @@ where
     /// The application half of a session that starts `handler` with its
     /// session once the body arrives, takes its chunks from `produced`, its
     /// server requests from `outgoing`, and hands client requests to
-    /// `requests`. `attached` is dropped (detaching the connection from the
-    /// registry) with it.
+    /// `requests`, and closes with `Close(1001)` once `grace` completes.
+    /// `attached` is dropped (detaching the connection from the registry)
+    /// with it.
     pub(crate) fn new(
         start: (H, Session),
         produced: mpsc::Receiver<Produced>,
         outgoing: mpsc::Receiver<Outgoing>,
         requests: mpsc::UnboundedSender<IncomingRequest>,
         attached: Option<Attached>,
+        grace: Grace,
     ) -> Self {
         let (answers_tx, answers) = mpsc::unbounded();
         Self {
@@ -87,6 +100,8 @@ where
             room: Room::default(),
             requests_tx: Some(requests),
             task: None,
+            grace: Some(grace),
+            going_away: false,
             _attached: attached,
             _body: PhantomData,
         }
@@ -126,19 +141,50 @@ where
     fn produced(&mut self, engine: &mut Engine, produced: Option<Produced>, now: Instant) {
         match produced {
             Some(Produced::Chunk(chunk, ids)) => self.chunk(engine, chunk, ids, now),
-            Some(Produced::End(Ok(()))) => {
-                let _ = engine.finish(now);
-            }
-            Some(Produced::End(Err(e))) => {
-                tracing::debug!(target: "wirestream::server", code = e.code, "the handler failed the stream");
-                let _ = engine.fail(now, &e);
+            Some(Produced::End(result)) => {
+                let ended = match result {
+                    Ok(()) => engine.finish(now),
+                    Err(e) => {
+                        tracing::debug!(target: "wirestream::server", code = e.code, "the handler failed the stream");
+                        engine.fail(now, &e)
+                    }
+                };
+                if ended.is_ok() {
+                    self.fail_parked_request();
+                }
             }
             None => {
                 // The handler's task died (a panic) without ending the stream.
                 if engine.fail(now, &handler_vanished()).is_ok() {
                     telemetry::handler_panicked(Role::Server);
+                    self.fail_parked_request();
                 }
             }
+        }
+    }
+
+    /// The stream has ended (finished, failed or closed): a server request
+    /// parked on a full queue can no longer be sent, so it fails now rather
+    /// than when the connection ends.
+    fn fail_parked_request(&mut self) {
+        if let Some(Outgoing { reply, .. }) = self.outgoing.take() {
+            let _ = reply.send(Err(self.ended()));
+        }
+    }
+
+    /// Why a server request the session ends fails.
+    fn ended(&self) -> RequestFailed {
+        if self.going_away {
+            RequestFailed::ShuttingDown
+        } else {
+            RequestFailed::SessionEnded
+        }
+    }
+
+    fn go_away(&mut self, engine: &mut Engine, now: Instant) {
+        self.going_away = true;
+        if engine.go_away(now).is_ok() {
+            self.fail_parked_request();
         }
     }
 
@@ -169,7 +215,7 @@ where
             }
             Error::TooManyRequests => RequestFailed::TooManyRequests,
             Error::TooLarge => RequestFailed::TooLarge,
-            _ => RequestFailed::SessionEnded,
+            _ => self.ended(),
         };
         tracing::debug!(target: "wirestream::server", "server request not sent: {failed}");
         let _ = reply.send(Err(failed));
@@ -224,7 +270,11 @@ where
                     tracing::debug!(target: "wirestream::server", id = %id, "server request timed out");
                     telemetry::timed_out(Role::Server, Timeout::Request, 504);
                 }
-                let _ = token.send(reply_of(outcome));
+                let reply = match reply_of(outcome) {
+                    Err(RequestFailed::SessionEnded) => Err(self.ended()),
+                    reply => reply,
+                };
+                let _ = token.send(reply);
             }
             ServerEvent::Writable => self.room.writable(),
             ServerEvent::End(_) => self.requests_tx = None,
@@ -243,6 +293,12 @@ where
             && task.as_mut().poll(cx).is_ready()
         {
             self.task = None;
+        }
+        if let Some(grace) = &mut self.grace
+            && grace.as_mut().poll(cx).is_ready()
+        {
+            self.grace = None;
+            return Poll::Ready(Command::GoAway);
         }
         if let Poll::Ready(Some(answer)) = self.answers.poll_next_unpin(cx) {
             return Poll::Ready(Command::Answer(answer));
@@ -270,6 +326,7 @@ where
             Command::Answer(answer) => Self::answer(engine, answer, now),
             Command::Produced(produced) => self.produced(engine, produced, now),
             Command::Request(outgoing) => self.request(engine, outgoing, now),
+            Command::GoAway => self.go_away(engine, now),
         }
     }
 }

@@ -64,6 +64,10 @@ pub enum RequestFailed {
     /// This session has no WebSocket (it is served over SSE or as one JSON
     /// response), so nothing can be asked of its client (HTTP bridge: `501`).
     NotConnected,
+    /// The server is shutting down: the session was closed with
+    /// `Close(1001)` at the end of the shutdown grace before the client
+    /// answered (HTTP bridge: `503`, try again elsewhere).
+    ShuttingDown,
 }
 
 impl RequestFailed {
@@ -76,6 +80,7 @@ impl RequestFailed {
             Self::TooManyRequests => 429,
             Self::TooLarge => 413,
             Self::NotConnected => 501,
+            Self::ShuttingDown => 503,
         }
     }
 }
@@ -89,6 +94,7 @@ impl fmt::Display for RequestFailed {
             Self::TooManyRequests => "too many server requests pending on this session",
             Self::TooLarge => "the request is over the frame size limit",
             Self::NotConnected => "this session has no WebSocket to the client",
+            Self::ShuttingDown => "the server is shutting down",
         })
     }
 }

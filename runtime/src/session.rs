@@ -19,9 +19,11 @@ use wirestream_proto::{
     ResponseError,
 };
 
+use crate::caller::Caller;
 use crate::registry::Registry;
 use crate::rt::Runtime;
 use crate::server_request::{HttpRequest, Mailbox, RequestFailed, Response, ask};
+use crate::shutdown::{Shutdown, ShutdownSignal};
 use crate::telemetry::{self, Role};
 
 /// Chunks a producer may have in flight towards the driver on top of the
@@ -185,6 +187,7 @@ struct Link {
     mailbox: Option<Mailbox>,
     registry: Registry,
     conn: Option<ConnectionId>,
+    shutdown: Shutdown,
 }
 
 /// The handler's side of one session: send chunks, take client requests,
@@ -195,13 +198,17 @@ pub struct Session {
     chunks: ChunkSender,
     requests: Requests,
     link: Link,
+    caller: Caller,
 }
 
 impl Session {
     /// A session whose chunks go to `chunks`, whose client requests (if it
     /// has a WebSocket) come from `requests`, and whose server requests go
     /// to `mailbox` (`None`: no WebSocket). `conn` is its connection in
-    /// `registry`, if it is attached.
+    /// `registry`, if it is attached. `caller` is who opened it; `shutdown`
+    /// is its server's.
+    // Crate-private; every argument is a distinct part of the session.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         chunks: mpsc::Sender<Produced>,
         config: Config,
@@ -209,6 +216,8 @@ impl Session {
         mailbox: Option<Mailbox>,
         registry: Registry,
         conn: Option<ConnectionId>,
+        caller: Caller,
+        shutdown: Shutdown,
     ) -> Self {
         Self {
             chunks: ChunkSender { tx: chunks, config },
@@ -217,8 +226,54 @@ impl Session {
                 mailbox,
                 registry,
                 conn,
+                shutdown,
             },
+            caller,
         }
+    }
+
+    /// Who opened this session: the upgrade request's path, query and
+    /// headers, the peer's address, and what the accept check attached
+    /// (see [`Caller`]).
+    ///
+    /// ```no_run
+    /// # use wirestream_runtime::{HandlerResult, ResponseError, Session};
+    /// #[derive(Clone)]
+    /// struct User(String);
+    ///
+    /// async fn handler(_: serde_json::Value, mut session: Session) -> HandlerResult {
+    ///     let Some(User(name)) = session.extension::<User>().cloned() else {
+    ///         return Err(ResponseError::new(401, "who are you?"));
+    ///     };
+    ///     let peer = session.caller().peer;
+    ///     session.send(&serde_json::json!({"id": "agc-1", "user": name}), ["agc-1"]).await
+    ///         .map_err(|e| ResponseError::new(500, &e.to_string()))?;
+    ///     # let _ = peer;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The value of type `T` the accept check attached to this session's
+    /// request (shorthand for `session.caller().extension::<T>()`).
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.caller.extension()
+    }
+
+    /// Completes once the server's graceful shutdown has begun
+    /// ([`Shutdown::begin`]): finish soon (what the handler returns within
+    /// the grace ends the stream as usual, `Close(1000)`), or the session is
+    /// closed with `Close(1001)` at the grace's end. See [`ShutdownSignal`]
+    /// for an example.
+    pub fn shutdown_requested(&self) -> ShutdownSignal {
+        self.link.shutdown.requested()
+    }
+
+    /// Whether the server's graceful shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.link.shutdown.is_begun()
     }
 
     /// Sends one chunk; see [`ChunkSender::send`].

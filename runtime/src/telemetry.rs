@@ -390,6 +390,7 @@ fn result_of(reply: &Reply) -> &'static str {
         Err(RequestFailed::TooManyRequests) => "too_many_requests",
         Err(RequestFailed::TooLarge) => "too_large",
         Err(RequestFailed::NotConnected) => "not_connected",
+        Err(RequestFailed::ShuttingDown) => "shutting_down",
     }
 }
 

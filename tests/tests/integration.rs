@@ -5,6 +5,7 @@
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_tungstenite::tungstenite::{Bytes, Message};
 use futures_channel::{mpsc, oneshot};
@@ -13,11 +14,16 @@ use futures_util::{FutureExt, StreamExt};
 use serde_json::json;
 use wirestream_demo::{self as demo, AgentCompletionChunk, DemoBody};
 use wirestream_proto::CloseCode;
+use wirestream_runtime::tungstenite::handshake::server::{ErrorResponse, Request};
+use wirestream_runtime::tungstenite::http::StatusCode;
 use wirestream_runtime::{
-    Client, Config, ConnectError, EndReason, HttpRequest, HttpResponse, NotifyError, Registered,
-    RequestError, RequestFailed, ResponseError, Runtime, Session, StreamError, tungstenite,
+    Client, Config, ConnectError, Direction, EndReason, HandlerResult, HttpRequest, HttpResponse,
+    Listener, NotifyError, Registered, RequestError, RequestFailed, ResponseError, Runtime, Server,
+    Session, StreamError, only_path, refuse, tungstenite,
 };
-use wirestream_tests::{Raw, TestServer, eventually, on_both_runtimes, patiently, quick_config};
+use wirestream_tests::{
+    Raw, TestServer, eventually, on_both_runtimes, patiently, quick_config, within,
+};
 
 on_both_runtimes!(
     happy_path,
@@ -42,6 +48,10 @@ on_both_runtimes!(
     transport_dies_mid_stream,
     slow_client_bounds_memory,
     newer_connection_takes_a_session_id_over,
+    graceful_shutdown,
+    bearer_identity_reaches_the_handler,
+    parked_server_request_fails_when_the_handler_finishes,
+    handler_panics,
 );
 
 const NORMAL: EndReason = EndReason::Peer(Some(CloseCode::NORMAL));
@@ -723,4 +733,239 @@ async fn newer_connection_takes_a_session_id_over<R: Runtime>(rt: R) {
     drop(newer);
     server.next_end().await;
     assert!(server.registry.is_empty());
+}
+
+/// `server.listen(..)` on 127.0.0.1:0, on its own task: the URL of the demo
+/// path, and what `listen` returned once it returns.
+async fn listening<R, B, H, Fut, C, A>(
+    rt: &R,
+    server: &Server<R>,
+    check: C,
+    handler: H,
+) -> (String, oneshot::Receiver<std::io::Result<()>>)
+where
+    R: Runtime,
+    B: serde::de::DeserializeOwned + Send + 'static,
+    H: FnOnce(B, Session) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+    C: FnOnce(&Request) -> Result<A, ErrorResponse> + Clone + Send + Unpin + 'static,
+    A: Clone + Send + Sync + 'static,
+{
+    let listener = Listener::bind(rt.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("ws://{}{}", listener.local_addr().unwrap(), demo::PATH);
+    let (done_tx, done) = oneshot::channel();
+    let server = server.clone();
+    rt.spawn(async move {
+        let _ = done_tx.send(server.listen(&listener, check, handler).await);
+    });
+    (url, done)
+}
+
+/// §5 shutdown grace, §6 1001: `Shutdown::begin` tells running handlers;
+/// one that finishes in time ends with Close(1000); at the grace's end a
+/// session still waiting for a server request's answer gets Close(1001)
+/// and the request fails at once (`ShuttingDown`, not at its 30 s
+/// deadline); a session still awaiting its body gets Close(1001); `listen`
+/// returns Ok once every session has ended, and the registry is empty.
+async fn graceful_shutdown<R: Runtime>(rt: R) {
+    let (asked_tx, mut asked) = mpsc::unbounded();
+    let handler = move |body: serde_json::Value, mut session: Session| async move {
+        session
+            .register_session(body["mode"].as_str().unwrap())
+            .unwrap();
+        if body["mode"] == "ask" {
+            // Does not watch the shutdown: the grace's end cuts it short.
+            let failed = session.request(HttpRequest::new("GET")).await;
+            let _ = asked_tx.unbounded_send(failed.map(|_| ()));
+            return Ok(());
+        }
+        assert!(!session.is_shutting_down());
+        session
+            .send(&json!({"id": "agc-1"}), ["agc-1"])
+            .await
+            .unwrap();
+        session.shutdown_requested().await;
+        assert!(session.is_shutting_down());
+        session
+            .send(&json!({"id": "agc-1", "bye": true}), ["agc-1"])
+            .await
+            .unwrap();
+        Ok(())
+    };
+    let server = Server::new(rt.clone());
+    let shutdown = server.shutdown_handle();
+    let (url, done) = listening(&rt, &server, only_path(demo::PATH), handler).await;
+    let mut streaming = Raw::connect(&rt, &url).await;
+    streaming.text(r#"{"mode": "stream"}"#).await;
+    assert_eq!(streaming.expect_json().await["id"], "agc-1");
+    let mut asking = Raw::connect(&rt, &url).await;
+    asking.text(r#"{"mode": "ask"}"#).await;
+    assert_eq!(asking.expect_json().await["method"], "GET");
+    let mut idle = Raw::connect(&rt, &url).await;
+    eventually(&rt, || shutdown.live_sessions() == 3).await;
+    assert_eq!(server.registry().len(), 2);
+
+    shutdown.begin(Duration::from_millis(300));
+    assert_eq!(streaming.expect_json().await["bye"], true);
+    assert_eq!(streaming.expect_close().await, 1000);
+    assert_eq!(asking.expect_close().await, 1001);
+    let failed = patiently(&rt, asked.next()).await.unwrap();
+    assert_eq!(failed.unwrap_err(), RequestFailed::ShuttingDown);
+    assert_eq!(RequestFailed::ShuttingDown.http_status(), 503);
+    assert_eq!(idle.expect_close().await, 1001);
+    patiently(&rt, done).await.unwrap().unwrap();
+    assert_eq!(shutdown.live_sessions(), 0);
+    assert!(server.registry().is_empty());
+}
+
+/// Who is calling, as the accept check saw it.
+#[derive(Clone, Debug, PartialEq)]
+struct Identity(String);
+
+/// §1: authentication happens on the upgrade request: a good bearer token
+/// is accepted and the handler sees the identity the check attached (and
+/// the request itself); a bad one is refused with 401 before the upgrade.
+async fn bearer_identity_reaches_the_handler<R: Runtime>(rt: R) {
+    // The refusal is tungstenite's (large) HTTP response.
+    #[allow(clippy::result_large_err)]
+    let check = |request: &Request| {
+        let token = request.headers().get("authorization");
+        match token.and_then(|t| t.to_str().ok()) {
+            Some("Bearer good") => Ok(Identity("alice".to_owned())),
+            _ => Err(refuse(StatusCode::UNAUTHORIZED, "bad token")),
+        }
+    };
+    let handler = |_: serde_json::Value, mut session: Session| async move {
+        let caller = session.caller();
+        let chunk = json!({
+            "id": "agc-1",
+            "who": session.extension::<Identity>().map(|i| i.0.clone()),
+            "path": caller.path(),
+            "query": caller.query(),
+            "x-trace": caller.header("x-trace"),
+            "loopback": caller.peer.is_some_and(|p| p.ip().is_loopback()),
+        });
+        session.send(&chunk, ["agc-1"]).await.unwrap();
+        Ok(())
+    };
+    let server = Server::new(rt.clone());
+    let (url, _done) = listening(&rt, &server, check, handler).await;
+    let (mut chunks, _) = Client::new(rt.clone(), format!("{url}?v=2"))
+        .header("authorization", "Bearer good")
+        .header("x-trace", "t-1")
+        .connect::<_, serde_json::Value>(&json!({}))
+        .await
+        .unwrap();
+    let chunk = patiently(&rt, chunks.next()).await.unwrap().unwrap();
+    assert_eq!(chunk["who"], "alice");
+    assert_eq!(chunk["path"], demo::PATH);
+    assert_eq!(chunk["query"], "v=2");
+    assert_eq!(chunk["x-trace"], "t-1");
+    assert_eq!(chunk["loopback"], true);
+    let refused = Client::new(rt.clone(), &url)
+        .header("authorization", "Bearer bad")
+        .connect::<_, serde_json::Value>(&json!({}))
+        .await;
+    match refused {
+        Err(ConnectError::WebSocket(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), 401);
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
+
+/// §2.1 end, §3.2: a server request parked on a full outbound queue fails
+/// as soon as the handler finishes (not when the connection ends, which a
+/// client that does not read delays by the close timeout), and so do the
+/// requests queued behind it.
+async fn parked_server_request_fails_when_the_handler_finishes<R: Runtime>(rt: R) {
+    let mut config = Config::default();
+    config.max_frame_size = 64 << 10;
+    config.max_queued_frames = 2;
+    config.max_server_requests = 4096;
+    let (finish_tx, finish_rx) = oneshot::channel::<()>();
+    let finish = Arc::new(std::sync::Mutex::new(Some(finish_rx)));
+    let handler = move |_: serde_json::Value, session: Session| async move {
+        session.register_session("s-q").unwrap();
+        let finish = finish.lock().unwrap().take().unwrap();
+        let _ = finish.await;
+        Ok(())
+    };
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let server = Server::new(rt.clone())
+        .with_config(config)
+        .with_tap(move |direction, message| {
+            if direction == Direction::Out && message.is_text() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    let (url, _done) = listening(&rt, &server, only_path(demo::PATH), handler).await;
+    // The client sends its body, then reads nothing.
+    let mut raw = Raw::connect(&rt, &url).await;
+    raw.text("{}").await;
+    eventually(&rt, || server.registry().contains("s-q")).await;
+    // More than the loopback socket buffers and the queue hold.
+    let requests = 600;
+    let (failed_tx, mut failed) = mpsc::unbounded();
+    let body = "x".repeat(60 << 10);
+    for _ in 0..requests {
+        let (registry, failed_tx) = (server.registry().clone(), failed_tx.clone());
+        let request = HttpRequest::new("POST").json(&body).unwrap();
+        rt.spawn(async move {
+            let _ = failed_tx.unbounded_send(registry.request("s-q", request).await);
+        });
+    }
+    // Wait until the connection stalls: no more requests go out (one is
+    // parked on the full queue, the rest wait behind it).
+    let mut seen = 0;
+    eventually(&rt, || {
+        let now = sent.load(Ordering::SeqCst);
+        let stalled = now > 0 && now == seen;
+        seen = now;
+        stalled
+    })
+    .await;
+    assert!(seen < requests, "every request went out");
+    finish_tx.send(()).unwrap();
+    // Well within the close timeout (5 s), at which the connection ends.
+    within(&rt, Duration::from_secs(2), async {
+        for _ in 0..requests {
+            let result = failed.next().await.unwrap();
+            assert_eq!(result.unwrap_err(), RequestFailed::SessionEnded);
+        }
+    })
+    .await;
+}
+
+/// §2.1 end: a handler that panics fails the stream with 500 and
+/// Close(1011) (the panic takes neither the connection's task nor the
+/// runtime with it), and its connection leaves the registry.
+async fn handler_panics<R: Runtime>(rt: R) {
+    let handler = |_: serde_json::Value, session: Session| async move {
+        session.register_session("s-p").unwrap();
+        if session.is_websocket() {
+            panic!("the handler panicked on purpose");
+        }
+        Ok(())
+    };
+    let mut server = TestServer::start(&rt, Config::default(), handler).await;
+    let mut raw = Raw::connect(&rt, &server.url).await;
+    raw.text("{}").await;
+    assert_eq!(
+        raw.expect_json().await,
+        json!({"code": 500, "message": "the handler panicked"})
+    );
+    assert_eq!(raw.expect_close().await, 1011);
+    assert_eq!(
+        server.next_end().await,
+        EndReason::Local(CloseCode::INTERNAL)
+    );
+    assert!(server.registry.is_empty());
+    // The server goes on serving.
+    let mut again = Raw::connect(&rt, &server.url).await;
+    again.text("{}").await;
+    assert_eq!(again.expect_json().await["code"], 500);
 }
