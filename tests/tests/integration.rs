@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_tungstenite::tungstenite::{Bytes, Message};
 use futures_channel::{mpsc, oneshot};
 use futures_util::future::{Either, select};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{AsyncWriteExt, FutureExt, StreamExt};
 use serde_json::json;
 use wirestream_demo::{self as demo, AgentCompletionChunk, DemoBody};
 use wirestream_proto::CloseCode;
@@ -49,6 +49,7 @@ on_both_runtimes!(
     slow_client_bounds_memory,
     newer_connection_takes_a_session_id_over,
     graceful_shutdown,
+    shutdown_during_a_drain_and_a_handshake,
     bearer_identity_reaches_the_handler,
     parked_server_request_fails_when_the_handler_finishes,
     handler_panics,
@@ -818,6 +819,60 @@ async fn graceful_shutdown<R: Runtime>(rt: R) {
     patiently(&rt, done).await.unwrap().unwrap();
     assert_eq!(shutdown.live_sessions(), 0);
     assert!(server.registry().is_empty());
+}
+
+/// §5 shutdown grace, §6 1001, "Bad input": a shutdown while a session
+/// drains answers the request still unanswered `504` and closes 1001; one
+/// during a handshake waits for that handshake only as long as the body
+/// timeout bounds it; `listen` returns once both have ended.
+async fn shutdown_during_a_drain_and_a_handshake<R: Runtime>(rt: R) {
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let handler = move |_: serde_json::Value, mut session: Session| {
+        let keep = keep.clone();
+        async move {
+            let mut requests = session.requests();
+            session
+                .send(&json!({"id": "agc-1"}), ["agc-1"])
+                .await
+                .unwrap();
+            // Keeps one notify unanswered: the stream drains.
+            let request = requests.recv().await.unwrap();
+            keep.lock().unwrap().push(request);
+            Ok(())
+        }
+    };
+    let mut config = Config::default();
+    // Bounds the handshake too.
+    config.body_timeout = Duration::from_millis(300);
+    let server = Server::new(rt.clone()).with_config(config);
+    let shutdown = server.shutdown_handle();
+    let (url, done) = listening(&rt, &server, only_path(demo::PATH), handler).await;
+    let mut draining = Raw::connect(&rt, &url).await;
+    draining.text("{}").await;
+    assert_eq!(draining.expect_json().await["id"], "agc-1");
+    draining
+        .text(
+            r#"{"id":"n-1","type":"agent_completion_notify","response_id":"agc-1","content":"x"}"#,
+        )
+        .await;
+    eventually(&rt, || held.lock().unwrap().len() == 1).await;
+    // A connection that never finishes its handshake.
+    let addr = url.trim_start_matches("ws://").split('/').next().unwrap();
+    let (host, port) = addr.split_once(':').unwrap();
+    let mut half = rt.connect(host, port.parse().unwrap()).await.unwrap();
+    half.write_all(b"GET /agent/completions HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    eventually(&rt, || shutdown.live_sessions() == 2).await;
+    shutdown.begin(Duration::from_millis(100));
+    let reply = draining.expect_json().await;
+    assert_eq!(reply["id"], "n-1");
+    assert_eq!(reply["code"], 504);
+    assert_eq!(draining.expect_close().await, 1001);
+    patiently(&rt, done).await.unwrap().unwrap();
+    assert_eq!(shutdown.live_sessions(), 0);
+    drop(half);
 }
 
 /// Who is calling, as the accept check saw it.

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::pin::pin;
+
 use futures_channel::oneshot;
-use futures_util::StreamExt;
+use futures_util::future::{Either, select};
+use futures_util::{AsyncReadExt, StreamExt};
 use serde_json::json;
 use wirestream_proto::CloseCode;
 use wirestream_runtime::{Client, Config, EndReason, ResponseError, Runtime, Session};
@@ -17,6 +20,7 @@ use wirestream_tests::{Raw, TestServer, eventually, on_both_runtimes, patiently}
 on_both_runtimes!(
     silent_peer_is_dropped_at_the_liveness_timeout,
     non_reading_peer_is_dropped_at_the_write_stall,
+    slow_reader_is_dropped_at_the_write_stall,
     listening_peer_answers_the_keepalive_and_stays,
 );
 
@@ -108,6 +112,44 @@ async fn non_reading_peer_is_dropped_at_the_write_stall<R: Runtime>(rt: R) {
     patiently(&rt, gone).await.unwrap();
     assert!(sent.load(Ordering::Relaxed) as u64 >= served.stats.chunks);
     drop(raw);
+}
+
+/// A peer that reads one byte every 50 ms (and sends nothing but what its
+/// TCP stack acknowledges) never lets the queue drain: it gets the write
+/// stall too, not unbounded memory or a stuck task.
+async fn slow_reader_is_dropped_at_the_write_stall<R: Runtime>(rt: R) {
+    let mut config = Config::default();
+    config.max_queued_frames = 16;
+    config.write_stall_timeout = Some(Duration::from_millis(300));
+    config.ping_interval = None;
+    config.liveness_timeout = None;
+    let handler = |_: serde_json::Value, mut session: Session| async move {
+        session.register_session("s-slow").unwrap();
+        let chunk = json!({"id": "agc-1", "pad": "x".repeat(1000)});
+        while session.send(&chunk, ["agc-1"]).await.is_ok() {}
+        Ok(())
+    };
+    let mut server = TestServer::start(&rt, config, handler).await;
+    let mut raw = Raw::connect(&rt, &server.url).await;
+    raw.text("{}").await;
+    let slow = rt.clone();
+    let reader = async move {
+        let mut byte = [0u8; 1];
+        loop {
+            slow.sleep_until(slow.now() + Duration::from_millis(50))
+                .await;
+            match raw.ws.get_mut().read(&mut byte).await {
+                Ok(1) => {}
+                _ => return,
+            }
+        }
+    };
+    let served = match select(pin!(server.next_served()), pin!(reader)).await {
+        Either::Left((served, _)) => served,
+        Either::Right(_) => panic!("the connection ended before the server gave up"),
+    };
+    assert_eq!(served.end, EndReason::WriteStalled);
+    assert!(server.registry.is_empty());
 }
 
 /// A client that only listens while the server says nothing for a while
