@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use futures_channel::oneshot;
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{SinkExt, StreamExt};
@@ -312,4 +312,86 @@ criterion_group! {
         .measurement_time(Duration::from_secs(4));
     targets = adapters
 }
-criterion_main!(benches);
+
+/// Runs the benchmarks, then prints each figure as a ratio to its baseline
+/// measured in this run, with its target.
+fn main() {
+    let since = std::time::SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    report(since);
+}
+
+/// Criterion's median of `group/name`, if this run measured it.
+fn median(
+    dir: &std::path::Path,
+    group: &str,
+    name: &str,
+    since: std::time::SystemTime,
+) -> Option<f64> {
+    let file = dir
+        .join(group)
+        .join(name)
+        .join("new")
+        .join("estimates.json");
+    let modified = std::fs::metadata(&file).and_then(|m| m.modified()).ok()?;
+    if modified < since {
+        return None;
+    }
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+fn report(since: std::time::SystemTime) {
+    // `target/<profile>/deps/adapters-…` → `target/criterion`, unless
+    // criterion was told otherwise.
+    let dir = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+        });
+    let Some(dir) = dir else { return };
+    println!("\nratios to the baseline measured in this run (criterion medians):");
+    for rt in ["tokio", "smol"] {
+        let stream = format!("stream_1k_{rt}");
+        let round = format!("round_trip_{rt}");
+        let figures = [
+            (
+                format!("stream_1k/{rt}: wirestream throughput / bare (feed, flush when idle)"),
+                median(&dir, &stream, "bare", since),
+                median(&dir, &stream, "wirestream", since),
+                "≥",
+                0.8,
+            ),
+            (
+                format!(
+                    "stream_1k/{rt}: wirestream throughput / bare_send (flush per frame, reference)"
+                ),
+                median(&dir, &stream, "bare_send", since),
+                median(&dir, &stream, "wirestream", since),
+                "",
+                0.0,
+            ),
+            (
+                format!("round_trip/{rt}: wirestream / bare echo"),
+                median(&dir, &round, "wirestream", since),
+                median(&dir, &round, "bare_echo", since),
+                "≤",
+                1.2,
+            ),
+        ];
+        for (what, a, b, op, target) in figures {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            let ratio = a / b;
+            let verdict = match op {
+                "≥" if ratio >= target => format!("target ≥ {target}×: met"),
+                "≥" => format!("target ≥ {target}×: MISSED"),
+                "≤" if ratio <= target => format!("target ≤ {target}×: met"),
+                "≤" => format!("target ≤ {target}×: MISSED"),
+                _ => String::new(),
+            };
+            println!("  {what}: {ratio:.2}×  {verdict}");
+        }
+    }
+}
