@@ -6,7 +6,44 @@
 //! never touches a socket, a clock, a task or a lock, so every ordering,
 //! timeout and limit rule lives here and is tested in microseconds. The
 //! `wirestream-tokio` and `wirestream-smol` crates drive it over real
-//! WebSockets.
+//! WebSockets; drive it yourself to run the protocol over your own I/O, or
+//! to test an application without a network.
+//!
+//! [`ServerSession`] and [`ClientSession`] have four method groups:
+//!
+//! - **getters**: [`phase`](ServerSession::phase),
+//!   [`queued_frames`](ServerSession::queued_frames), counters of requests
+//!   in flight, [`config`](ServerSession::config);
+//! - **what arrived** ([`Engine`]): [`handle_frame`](Engine::handle_frame)
+//!   (an [`Inbound`] WebSocket message, its text taken by value),
+//!   [`handle_timeout`](Engine::handle_timeout),
+//!   [`handle_transport_lost`](Engine::handle_transport_lost);
+//! - **commands**, what the application decides (inherent methods): server
+//!   [`send_chunk`](ServerSession::send_chunk),
+//!   [`finish`](ServerSession::finish), [`fail`](ServerSession::fail),
+//!   [`reject_body`](ServerSession::reject_body),
+//!   [`respond`](ServerSession::respond),
+//!   [`send_server_request`](ServerSession::send_server_request),
+//!   [`go_away`](ServerSession::go_away); client
+//!   [`notify`](ClientSession::notify), [`respond`](ClientSession::respond),
+//!   [`close`](ClientSession::close). The application's mistakes come back
+//!   as an [`Error`] and change nothing;
+//! - **what it produced** ([`Engine`]):
+//!   [`poll_transmit`](Engine::poll_transmit) (frames to send, in order),
+//!   [`poll_event`](Engine::poll_event) ([`ServerEvent`] /
+//!   [`ClientEvent`] for the application),
+//!   [`poll_timeout`](Engine::poll_timeout) (the one deadline to arm).
+//!
+//! **The drain rule**: after any `handle_*` or command, drain the polls:
+//! send every frame `poll_transmit` yields, take every event, then arm one
+//! timer at `poll_timeout` and call `handle_timeout` when it fires. Stop
+//! reading while [`wants_input`](Engine::wants_input) is false; drop the
+//! transport once [`is_closed`](Engine::is_closed) and nothing is left to
+//! send. Time is always an argument and ids come from a [`RandomSource`]
+//! the caller supplies ([`SeededRandom`] in tests), so a session is
+//! deterministic.
+//!
+//! A server session fed its body frame, streaming one chunk and finishing:
 //!
 //! ```
 //! use std::time::Instant;

@@ -29,6 +29,22 @@ impl Delivery {
 }
 
 /// Why the stream of chunks did not end normally, or a chunk did not parse.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// use wirestream_runtime::{Chunks, StreamError};
+///
+/// # async fn read(mut chunks: Chunks<serde_json::Value>) {
+/// while let Some(item) = chunks.next().await {
+///     match item {
+///         Ok(chunk) => println!("{chunk}"),
+///         Err(StreamError::Chunk(e)) => eprintln!("skipped a chunk: {e}"), // the stream goes on
+///         Err(StreamError::Failed(error)) => eprintln!("failed: {} {}", error.code, error.message.get()),
+///         Err(e) => eprintln!("{e}"), // Ended: the connection dropped
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StreamError {
@@ -59,6 +75,23 @@ impl std::error::Error for StreamError {}
 /// connection that ended otherwise `Err(Ended)`, once, before `None`.
 /// [`end`](Self::end) then tells how the connection ended. Dropping it hangs
 /// up.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// use wirestream_runtime::{Chunks, EndReason};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Chunk {
+///     id: String,
+/// }
+///
+/// # async fn read(mut chunks: Chunks<Chunk>) -> Result<(), Box<dyn std::error::Error>> {
+/// while let Some(chunk) = chunks.next().await {
+///     println!("chunk of {}", chunk?.id);
+/// }
+/// assert!(matches!(chunks.end(), Some(EndReason::Peer(_))));
+/// # Ok(()) }
+/// ```
 pub struct Chunks<C> {
     rx: mpsc::Receiver<Delivery>,
     end_rx: oneshot::Receiver<EndReason>,

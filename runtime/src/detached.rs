@@ -83,6 +83,37 @@ impl<R: Runtime> Server<R> {
 /// The chunks of a handler served without a WebSocket
 /// ([`Server::serve_detached`]): each item is a chunk, or the error that
 /// failed the stream (the last item). Dropping it drops the handler.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// use wirestream_runtime::{HandlerResult, Runtime, Server, Session, sse_event};
+///
+/// async fn handler(_: serde_json::Value, mut session: Session) -> HandlerResult {
+///     let _ = session.send(&serde_json::json!({"id": "agc-1"}), ["agc-1"]).await;
+///     Ok(())
+/// }
+///
+/// // The body of a POST with `"stream": true`, answered as Server-Sent Events.
+/// async fn sse<R: Runtime>(server: &Server<R>, body: &[u8]) -> Vec<String> {
+///     let mut events = Vec::new();
+///     match server.serve_detached(body, handler) {
+///         Ok(mut chunks) => {
+///             while let Some(item) = chunks.next().await {
+///                 match item {
+///                     Ok(chunk) => events.push(sse_event(&chunk)),
+///                     // The error frame ends a failed stream.
+///                     Err(error) => match serde_json::value::to_raw_value(&error) {
+///                         Ok(frame) => events.push(sse_event(&frame)),
+///                         Err(_) => break,
+///                     },
+///                 }
+///             }
+///         }
+///         Err(bad_body) => events.push(format!("{} {}", bad_body.code, bad_body.message.get())),
+///     }
+///     events
+/// }
+/// ```
 pub struct Detached {
     rx: mpsc::Receiver<Produced>,
     abort: AbortHandle,

@@ -142,6 +142,8 @@ where
 
     /// Runs the connection to its end and returns how it ended, with the
     /// engine's counters.
+    // `Open` is `Drop` only with the feature `metrics`.
+    #[allow(clippy::drop_non_drop)]
     pub(crate) async fn run(mut self) -> (EndReason, Stats) {
         let open = Open::new(A::ROLE);
         poll_fn(|cx| {

@@ -10,6 +10,19 @@ use wirestream_proto::{Transport, body_wants_stream};
 /// other tokens), otherwise Server-Sent Events when the JSON `body` says
 /// `"stream": true`, otherwise one JSON response. `body` is only read for a
 /// request that is not an upgrade; pass an empty slice before it is read.
+///
+/// ```
+/// use wirestream_runtime::tungstenite::http::{HeaderMap, HeaderValue, header};
+/// use wirestream_runtime::{Transport, select_transport};
+///
+/// let mut upgrade = HeaderMap::new();
+/// upgrade.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+/// assert_eq!(select_transport(&upgrade, b""), Transport::WebSocket);
+///
+/// let post = HeaderMap::new();
+/// assert_eq!(select_transport(&post, br#"{"stream": true}"#), Transport::Sse);
+/// assert_eq!(select_transport(&post, br#"{"messages": []}"#), Transport::Unary);
+/// ```
 pub fn select_transport(headers: &HeaderMap, body: &[u8]) -> Transport {
     wirestream_proto::select_transport(headers, body_wants_stream(body))
 }
@@ -17,6 +30,14 @@ pub fn select_transport(headers: &HeaderMap, body: &[u8]) -> Transport {
 /// One Server-Sent Events event carrying `data` (a chunk, or the error
 /// frame that ends a failed stream): `data: <json>\n\n`. Serialized JSON
 /// has no raw newline, so one `data:` line holds it.
+///
+/// ```
+/// use wirestream_runtime::sse_event;
+///
+/// let chunk = serde_json::value::to_raw_value(&serde_json::json!({"id": "agc-1", "text": "a\nb"}))?;
+/// assert_eq!(sse_event(&chunk), "data: {\"id\":\"agc-1\",\"text\":\"a\\nb\"}\n\n");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 pub fn sse_event(data: &RawValue) -> String {
     let json = data.get();
     let mut event = String::with_capacity(json.len() + 8);

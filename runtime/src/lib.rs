@@ -4,20 +4,77 @@
 //! [`Runtime`].
 //!
 //! Application code normally uses it through `wirestream-tokio` or
-//! `wirestream-smol`, which implement [`Runtime`] and re-export this API.
-//! The loop lives here, once, so that the two adapters differ only in how
-//! they sleep, spawn, accept and connect.
+//! `wirestream-smol`, which implement [`Runtime`] (`Tokio`, `Smol`),
+//! re-export this API and show it with concrete `main` functions on their
+//! crate pages. The loop lives here, once, so that the two adapters differ
+//! only in how they sleep, spawn, accept and connect. The examples here are
+//! generic over `R: Runtime`.
 //!
-//! - Server: [`Server::serve`] runs one session over an accepted socket; the
-//!   handler gets the deserialized body and a [`Session`] to send chunks
-//!   through (waiting while the client is slow), receive client requests
-//!   ([`Session::requests`]) and send server requests. A [`Registry`]
-//!   routes server requests by session id.
-//! - Client: [`Client`] connects, sends the body and returns the
-//!   [`Chunks`] stream and a [`Notifier`].
-//! - HTTP: [`select_transport`] picks WebSocket, SSE or unary JSON for a
-//!   request (PROTOCOL.md §1); [`Server::serve_detached`] runs the same
-//!   handler without a WebSocket.
+//! # Serve
+//!
+//! [`Server::listen`] accepts, checks and serves every connection;
+//! [`Server::serve`] serves one accepted `WebSocketStream`. The handler gets
+//! the deserialized body and a [`Session`] to send chunks through (waiting
+//! while the client is slow), receive client requests
+//! ([`Session::requests`]) and send server requests; its result finishes
+//! (`Ok`) or fails (`Err(ResponseError)`) the stream. A [`Registry`] routes
+//! server requests by session id. Over HTTP, [`select_transport`] picks
+//! WebSocket, SSE or unary JSON for a request (PROTOCOL.md §1) and
+//! [`Server::serve_detached`] runs the same handler without a WebSocket.
+//!
+//! ```no_run
+//! use wirestream_runtime::{HandlerResult, Listener, Runtime, Server, Session, only_path};
+//!
+//! async fn handler(body: serde_json::Value, mut session: Session) -> HandlerResult {
+//!     let chunk = serde_json::json!({"id": "agc-1", "object": "agent.completion.chunk", "body": body});
+//!     let _ = session.send(&chunk, ["agc-1"]).await; // Err once the client left
+//!     Ok(()) // Close(1000)
+//! }
+//!
+//! async fn serve<R: Runtime>(rt: R) -> std::io::Result<()> {
+//!     let listener = Listener::bind(rt.clone(), "127.0.0.1:8080".parse().unwrap()).await?;
+//!     Server::new(rt).listen(&listener, only_path("/agent/completions"), handler).await
+//! }
+//! ```
+//!
+//! # Consume
+//!
+//! [`Client`] connects, sends the body and returns the [`Chunks`] stream
+//! and a [`Notifier`]; see its example.
+//!
+//! # Embed the engine
+//!
+//! The sessions themselves are in [`proto`] (`ServerSession`,
+//! `ClientSession`, driven through [`proto::Engine`]): plain values with no
+//! I/O, for your own driver or your own tests. Its crate page shows how to
+//! feed a frame and drain the polls.
+//!
+//! # Limits, shutdown, callers, logs and metrics
+//!
+//! - Every limit and timeout is a field of [`Config`]
+//!   ([`Server::with_config`], [`Client::config`]), which also sets
+//!   async-tungstenite's limits ([`websocket_config`]).
+//! - [`Server::shutdown_handle`] returns the [`Shutdown`] handle of a
+//!   graceful shutdown; handlers see it in [`Session::shutdown_requested`].
+//! - The accept check may attach an identity that the handler reads with
+//!   [`Session::extension`]; [`Session::caller`] is the upgrade request
+//!   and the peer ([`Caller`]).
+//! - Logs go through `tracing` and, with the feature `metrics`, metrics
+//!   through the `metrics` facade: [`telemetry`] lists them.
+//!
+//! ```
+//! use std::time::Duration;
+//! use wirestream_runtime::{Config, Runtime, Server, Shutdown};
+//!
+//! fn server<R: Runtime>(rt: R) -> (Server<R>, Shutdown) {
+//!     let mut config = Config::default();
+//!     config.max_frame_size = 1 << 20;
+//!     config.request_timeout = Duration::from_secs(10);
+//!     let server = Server::new(rt).with_config(config);
+//!     let shutdown = server.shutdown_handle(); // shutdown.begin(grace) when it is time
+//!     (server, shutdown)
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -11,6 +11,20 @@ use serde_json::value::RawValue;
 use wirestream_proto::{Outcome, RequestError};
 
 /// Why a notify got no `ok`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wirestream_runtime::{Notifier, NotifyError};
+///
+/// # async fn example(notifier: Notifier) {
+/// match notifier.notify("agc-1", "stop after this step", Some(Duration::from_secs(5))).await {
+///     Ok(()) => println!("delivered"),
+///     Err(NotifyError::Rejected(e)) => println!("the server said {} {}", e.code, e.message),
+///     Err(NotifyError::TimedOut) => println!("no answer in 5 s"),
+///     Err(e) => println!("not delivered: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum NotifyError {
@@ -58,6 +72,15 @@ pub(crate) struct NotifyCommand {
 
 /// Sends `agent_completion_notify` requests over the connection; cheap to
 /// clone.
+///
+/// ```no_run
+/// # async fn example(notifier: wirestream_runtime::Notifier) -> Result<(), wirestream_runtime::NotifyError> {
+/// // `content` is a string or an array of content parts.
+/// notifier.notify("agc-1", "also check the tests", None).await?;
+/// let parts = serde_json::json!([{"type": "text", "text": "and the docs"}]);
+/// notifier.clone().notify("agc-1", &parts, None).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Notifier {
     tx: mpsc::Sender<NotifyCommand>,

@@ -20,6 +20,24 @@ use crate::telemetry;
 /// Connections attach themselves when served and detach when their driver
 /// ends, whatever the reason; the ids they own go with them. Look an id up
 /// with [`request`](Self::request) to send its client a server request.
+///
+/// ```
+/// use wirestream_runtime::{HttpRequest, Registry, RequestFailed};
+///
+/// let registry = Registry::default(); // share it: `Server::with_registry`
+/// assert!(registry.is_empty());
+/// assert!(!registry.contains("sess-unknown"));
+///
+/// // An HTTP bridge: forward a request to the client owning `session_id`.
+/// async fn bridge(registry: &Registry, session_id: &str) -> u16 {
+///     match registry.request(session_id, HttpRequest::new("POST")).await {
+///         Ok(response) => response.status().unwrap_or(502),
+///         Err(failed) => failed.http_status(), // e.g. 503 for RequestFailed::UnknownSession
+///     }
+/// }
+/// # let _ = bridge;
+/// # let _ = RequestFailed::UnknownSession;
+/// ```
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<Mutex<wirestream_proto::Registry<Mailbox>>>,

@@ -14,6 +14,25 @@ use futures_util::io::{AsyncRead, AsyncWrite};
 /// Implemented by `wirestream_tokio::Tokio` and `wirestream_smol::Smol`; the
 /// two differ only here: how they read the clock, sleep, spawn, listen,
 /// accept and connect.
+///
+/// Application code names a runtime once (`Tokio`, `Smol`) and can stay
+/// generic over it otherwise:
+///
+/// ```no_run
+/// use std::net::SocketAddr;
+/// use wirestream_runtime::{HandlerResult, Listener, Runtime, Server, Session, only_path};
+///
+/// async fn handler(_: serde_json::Value, _: Session) -> HandlerResult {
+///     Ok(())
+/// }
+///
+/// async fn serve_on<R: Runtime>(rt: R, addr: SocketAddr) -> std::io::Result<()> {
+///     let listener = Listener::bind(rt.clone(), addr).await?;
+///     println!("listening on {}", listener.local_addr()?);
+///     rt.spawn(async { /* any Send future, detached */ });
+///     Server::new(rt).listen(&listener, only_path("/agent/completions"), handler).await
+/// }
+/// ```
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// The future [`sleep_until`](Self::sleep_until) returns.
     type Sleep: Future + Send + 'static;
@@ -59,6 +78,22 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 /// [`Server::accept`](crate::Server::accept) (the WebSocket handshake) and
 /// [`Server::serve`](crate::Server::serve), or let
 /// [`Server::listen`](crate::Server::listen) do both for every connection.
+///
+/// ```no_run
+/// # use wirestream_runtime::{HandlerResult, Listener, Runtime, Server, Session, only_path};
+/// # async fn handler(_: serde_json::Value, _: Session) -> HandlerResult { Ok(()) }
+/// async fn one_connection<R: Runtime>(rt: R) -> std::io::Result<()> {
+///     let listener = Listener::bind(rt.clone(), "127.0.0.1:0".parse().unwrap()).await?;
+///     let addr = listener.local_addr()?; // the port chosen
+///     # let _ = addr;
+///     let server = Server::new(rt);
+///     let (stream, _peer) = listener.accept().await?;
+///     if let Ok(ws) = server.accept(stream, only_path("/agent/completions")).await {
+///         server.serve(ws, handler).await;
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Listener<R: Runtime> {
     rt: R,

@@ -31,6 +31,15 @@ use crate::socket::{Direction, Tap, accept_websocket, websocket_config};
 use crate::telemetry::{self, Role, Timeout};
 
 /// How a session [`Server::serve`] ran ended, and what it counted.
+///
+/// ```no_run
+/// # use wirestream_runtime::{HandlerResult, Runtime, Server, Session, WebSocketStream};
+/// # async fn example<R: Runtime>(server: Server<R>, ws: WebSocketStream<R::Stream>) {
+/// let handler = |_body: serde_json::Value, _session: Session| async { HandlerResult::Ok(()) };
+/// let served = server.serve(ws, handler).await;
+/// println!("ended {:?} (close code {}), {} chunks sent", served.end, served.end.code().0, served.stats.chunks);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Served {
@@ -44,6 +53,23 @@ pub struct Served {
 /// Serves the wirestream protocol on a [`Runtime`]: the limits, the
 /// registry and an optional wiretap, shared by every connection it serves.
 /// Cheap to clone.
+///
+/// Built once, then cloned into every task that serves; the adapters name
+/// it `wirestream_tokio::TokioServer` and `wirestream_smol::SmolServer`.
+///
+/// ```
+/// use std::time::Duration;
+/// use wirestream_runtime::{Config, Registry, Runtime, Server};
+///
+/// fn server<R: Runtime>(rt: R, registry: Registry) -> Server<R> {
+///     let mut config = Config::default();
+///     config.body_timeout = Duration::from_secs(10);
+///     Server::new(rt)
+///         .with_config(config)
+///         .with_registry(registry) // one per process, shared with the HTTP bridge
+///         .with_tap(|direction, message| eprintln!("{direction} {message}"))
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Server<R: Runtime> {
     rt: R,

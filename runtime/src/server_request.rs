@@ -13,6 +13,20 @@ use wirestream_proto::{Headers, Outcome};
 
 /// An HTTP request to forward to a client over its WebSocket (a server
 /// request, PROTOCOL.md §3.2).
+///
+/// ```
+/// use std::time::Duration;
+/// use wirestream_runtime::HttpRequest;
+///
+/// let request = HttpRequest::new("POST")
+///     .header("content-type", "application/json")
+///     .json(&serde_json::json!({"query": "wirestream"}))?
+///     .timeout(Duration::from_secs(10));
+/// assert_eq!(request.method, "POST");
+/// assert_eq!(request.body.as_deref().map(|b| b.get()), Some(r#"{"query":"wirestream"}"#));
+/// // Send it with `Session::request` or `Registry::request`.
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct HttpRequest {
     /// The HTTP method.
@@ -45,6 +59,14 @@ impl HttpRequest {
 crate::http::http_message_builders!(HttpRequest);
 
 /// Why a server request got no response.
+///
+/// ```
+/// use wirestream_runtime::RequestFailed;
+///
+/// assert_eq!(RequestFailed::UnknownSession.http_status(), 503);
+/// assert_eq!(RequestFailed::TimedOut.http_status(), 504);
+/// assert_eq!(RequestFailed::SessionEnded.to_string(), "the connection ended before the client answered");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RequestFailed {
@@ -106,10 +128,40 @@ pub(crate) type Reply = Result<Response, RequestFailed>;
 
 /// A client's response to a server request, as it arrived: the frame's
 /// text, with its status, headers and body read in place (no copy).
+///
+/// ```no_run
+/// # use wirestream_runtime::{HttpRequest, RequestFailed, Session};
+/// # async fn example(session: Session) -> Result<(), RequestFailed> {
+/// let response = session.request(HttpRequest::new("GET")).await?;
+/// println!(
+///     "{:?} {:?} {:?}",
+///     response.status(),                // Some(200)
+///     response.header("content-type"),  // in any case
+///     response.body(),                  // the body's JSON text, as it arrived
+/// );
+/// # Ok(()) }
+/// ```
 pub type Response = wirestream_proto::ReceivedResponse<Utf8Bytes>;
 
 /// A server request, as a client received it: the frame's text, with its
 /// method, headers and body read in place (no copy).
+///
+/// ```no_run
+/// use wirestream_runtime::{Client, HttpResponse, IncomingServerRequest, Runtime};
+///
+/// async fn answer(request: IncomingServerRequest) -> HttpResponse {
+///     match (request.method(), request.body()) {
+///         (Some("POST"), Some(body)) => HttpResponse::new(200)
+///             .json(&serde_json::json!({"echo": body}))
+///             .unwrap_or_else(|_| HttpResponse::new(500)),
+///         _ => HttpResponse::new(405),
+///     }
+/// }
+///
+/// fn client<R: Runtime>(rt: R) -> Client<R> {
+///     Client::new(rt, "ws://127.0.0.1:8080/agent/completions").on_server_request(answer)
+/// }
+/// ```
 pub type IncomingServerRequest = wirestream_proto::ReceivedServerRequest<Utf8Bytes>;
 
 pub(crate) fn reply_of(outcome: Outcome<Response>) -> Reply {
@@ -144,6 +196,18 @@ pub(crate) async fn ask(mut mailbox: Mailbox, request: HttpRequest) -> Reply {
 }
 
 /// An HTTP response to a server request (PROTOCOL.md §3.2).
+///
+/// ```
+/// use wirestream_runtime::HttpResponse;
+///
+/// let response = HttpResponse::new(200)
+///     .header("content-type", "application/json")
+///     .json(&serde_json::json!({"ok": true}))?;
+/// assert_eq!(response.status, 200);
+/// assert_eq!(response.headers.get("Content-Type"), Some("application/json"));
+/// // What a `Client::on_server_request` handler returns.
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct HttpResponse {
     /// The HTTP status.

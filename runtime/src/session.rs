@@ -100,6 +100,18 @@ pub(crate) fn handler_vanished() -> ResponseError<'static> {
 }
 
 /// Why a chunk was not sent.
+///
+/// ```no_run
+/// # use wirestream_runtime::{HandlerResult, ResponseError, SendError, Session};
+/// async fn handler(_: serde_json::Value, mut session: Session) -> HandlerResult {
+///     let chunk = serde_json::json!({"id": "agc-1", "object": "agent.completion.chunk"});
+///     match session.send(&chunk, ["agc-1"]).await {
+///         Ok(()) => Ok(()),
+///         Err(SendError::Closed) => Ok(()), // the client left: nothing to tell it
+///         Err(e) => Err(ResponseError::new(500, &e.to_string())),
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SendError {
@@ -127,6 +139,25 @@ impl std::error::Error for SendError {}
 /// Sends chunks of one session's stream; clone it to produce from several
 /// tasks. [`send`](Self::send) waits while the outbound queue is full, so a
 /// slow client slows the producer down instead of growing memory.
+///
+/// ```no_run
+/// # use wirestream_runtime::{HandlerResult, Runtime, Session};
+/// # async fn handler<R: Runtime>(rt: R, session: Session) -> HandlerResult {
+/// // Produce on another task (CPU-heavy work), send through a clone.
+/// let mut chunks = session.chunks();
+/// rt.spawn(async move {
+///     for n in 0..3 {
+///         let chunk = serde_json::json!({"id": "agc-1", "n": n});
+///         if chunks.send(&chunk, ["agc-1"]).await.is_err() {
+///             break; // the session is over
+///         }
+///     }
+/// });
+/// // The stream finishes when the handler returns: wait for the producer
+/// // first (a channel, a join handle...).
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ChunkSender {
     tx: mpsc::Sender<Produced>,
@@ -193,6 +224,22 @@ struct Link {
 /// The handler's side of one session: send chunks, take client requests,
 /// ask the client things (server requests) and name the session in the
 /// registry.
+///
+/// ```no_run
+/// use wirestream_runtime::{HandlerResult, HttpRequest, ResponseError, Session};
+///
+/// async fn handler(body: serde_json::Value, mut session: Session) -> HandlerResult {
+///     let fail = |e: &dyn std::fmt::Display| ResponseError::new(500, &e.to_string());
+///     // Name the connection so an HTTP bridge can reach its client later.
+///     let session_id = session.mint_session_id().map_err(|e| fail(&e))?;
+///     // Ask the client something (a server request) before the first chunk.
+///     let answer = session.request(HttpRequest::new("GET").header("x-session", &session_id)).await;
+///     let status = answer.map(|response| response.status()).ok().flatten();
+///     let chunk = serde_json::json!({"id": "agc-1", "body": body, "client_said": status});
+///     session.send(&chunk, ["agc-1"]).await.map_err(|e| fail(&e))?;
+///     Ok(()) // finishes the stream: Close(1000)
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Session {
     chunks: ChunkSender,
@@ -347,6 +394,21 @@ impl Session {
 
 /// The client requests of one session, in arrival order; ends when the
 /// session does.
+///
+/// ```no_run
+/// # use wirestream_runtime::{HandlerResult, Runtime, Session};
+/// use futures_util::StreamExt;
+///
+/// # async fn handler<R: Runtime>(rt: R, mut session: Session) -> HandlerResult {
+/// let mut requests = session.requests(); // also a `Stream`
+/// rt.spawn(async move {
+///     while let Some(request) = requests.next().await {
+///         request.respond(Ok(()));
+///     }
+/// });
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Requests {
     rx: Option<mpsc::UnboundedReceiver<IncomingRequest>>,
@@ -381,6 +443,20 @@ pub(crate) struct Answer {
 /// A client request the engine accepted (its `response_id` is one this
 /// session emitted): answer it with [`respond`](Self::respond). Dropping it
 /// unanswered answers `500`.
+///
+/// ```no_run
+/// use wirestream_runtime::{IncomingRequest, RequestError};
+///
+/// fn answer(request: IncomingRequest) {
+///     match (request.response_id(), request.content()) {
+///         (Some("agc-1"), Some(content)) => {
+///             println!("notify {}: {content}", request.id());
+///             request.respond(Ok(())); // {"type":"ok"}
+///         }
+///         _ => request.respond(Err(RequestError::new(404, "no such completion"))),
+///     }
+/// }
+/// ```
 pub struct IncomingRequest {
     request: ReceivedRequest<Utf8Bytes>,
     answers: Option<mpsc::UnboundedSender<Answer>>,

@@ -40,6 +40,16 @@ const FRAME_HEADER: usize = 14;
 ///   of [`Config::max_frame_size`] and its header: the engine refuses to
 ///   queue any frame larger than that limit, as the peer would refuse it
 ///   too.
+///
+/// ```
+/// use wirestream_runtime::{Config, websocket_config};
+///
+/// let mut config = Config::default();
+/// config.max_frame_size = 1 << 20;
+/// let ws = websocket_config(&config);
+/// assert_eq!(ws.max_frame_size, Some(1 << 20));
+/// assert_eq!(ws.max_message_size, Some(1 << 20));
+/// ```
 pub fn websocket_config(config: &Config) -> WebSocketConfig {
     let config = config.clone().normalized();
     let write = WRITE_BUFFER.min(config.max_queued_bytes);
@@ -56,6 +66,13 @@ pub fn websocket_config(config: &Config) -> WebSocketConfig {
 }
 
 /// Which way a frame crossed the socket, for a [`Tap`].
+///
+/// ```
+/// use wirestream_runtime::Direction;
+///
+/// assert_eq!(Direction::In.to_string(), "<-");
+/// assert_eq!(Direction::Out.to_string(), "->");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
     /// Received from the peer.
@@ -75,6 +92,20 @@ impl fmt::Display for Direction {
 
 /// A wiretap: called with every WebSocket message a driver reads or hands
 /// to the socket, in order (for logs and transcripts).
+///
+/// ```
+/// use std::sync::Arc;
+/// use wirestream_runtime::tungstenite::Message;
+/// use wirestream_runtime::{Direction, Tap};
+///
+/// let tap: Tap = Arc::new(|direction: Direction, message: &Message| {
+///     if let Message::Text(text) = message {
+///         eprintln!("{direction} {}", text.as_str());
+///     }
+/// });
+/// tap(Direction::Out, &Message::text(r#"{"chunks":3}"#));
+/// // `Server::with_tap` and `Client::tap` take such a closure.
+/// ```
 pub type Tap = Arc<dyn Fn(Direction, &Message) + Send + Sync>;
 
 /// The close code of an engine close frame as tungstenite's type.
@@ -104,6 +135,21 @@ pub(crate) fn close_code(frame: Option<&CloseFrame>) -> Option<CloseCode> {
 /// path, its `Authorization` header…) and can refuse it with an HTTP
 /// response (PROTOCOL.md §1: a request that is not allowed never reaches the
 /// session).
+///
+/// ```no_run
+/// use wirestream_runtime::{Config, HandlerResult, Listener, Runtime, Server, Session, accept_websocket, only_path};
+///
+/// # async fn handler(_: serde_json::Value, _: Session) -> HandlerResult { Ok(()) }
+/// async fn serve_one<R: Runtime>(listener: &Listener<R>, server: &Server<R>) -> std::io::Result<()> {
+///     let (stream, _peer) = listener.accept().await?;
+///     // `Server::accept` does the same, bounded by the body timeout.
+///     match accept_websocket(stream, &Config::default(), only_path("/agent/completions")).await {
+///         Ok(ws) => println!("{:?}", server.serve(ws, handler).await.end),
+///         Err(e) => eprintln!("handshake failed: {e}"),
+///     }
+///     Ok(())
+/// }
+/// ```
 // The callback's error type is tungstenite's.
 #[allow(clippy::result_large_err)]
 pub async fn accept_websocket<S, C>(
@@ -125,6 +171,15 @@ where
 }
 
 /// An HTTP error response for a handshake `check` to refuse a request with.
+///
+/// ```
+/// use wirestream_runtime::refuse;
+/// use wirestream_runtime::tungstenite::http::StatusCode;
+///
+/// let response = refuse(StatusCode::UNAUTHORIZED, "bad token");
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(response.body().as_deref(), Some("bad token"));
+/// ```
 pub fn refuse(status: StatusCode, message: &str) -> ErrorResponse {
     let mut response = ErrorResponse::new(Some(message.to_owned()));
     *response.status_mut() = status;
@@ -133,6 +188,18 @@ pub fn refuse(status: StatusCode, message: &str) -> ErrorResponse {
 
 /// A `check` for [`accept_websocket`] that accepts only `path`, and refuses
 /// any other with `404`.
+///
+/// ```
+/// use wirestream_runtime::only_path;
+/// use wirestream_runtime::tungstenite::handshake::server::Request;
+/// use wirestream_runtime::tungstenite::http::StatusCode;
+///
+/// let check = only_path("/agent/completions");
+/// let request = |uri: &str| Request::builder().uri(uri).body(()).unwrap();
+/// assert!(check.clone()(&request("/agent/completions?x=1")).is_ok());
+/// let refused = check(&request("/other")).unwrap_err();
+/// assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+/// ```
 #[allow(clippy::result_large_err)]
 pub fn only_path(
     path: &str,
@@ -147,6 +214,23 @@ pub fn only_path(
 }
 
 /// Why a client could not connect.
+///
+/// ```no_run
+/// use wirestream_runtime::tungstenite;
+/// use wirestream_runtime::{Client, ConnectError, Runtime};
+///
+/// async fn connect<R: Runtime>(rt: R) {
+///     let client = Client::new(rt, "ws://127.0.0.1:8080/agent/completions");
+///     match client.connect::<_, serde_json::Value>(&serde_json::json!({"chunks": 3})).await {
+///         Ok((_chunks, _notifier)) => println!("streaming"),
+///         Err(ConnectError::WebSocket(tungstenite::Error::Http(response))) => {
+///             println!("refused: {}", response.status()) // e.g. 401 from the accept check
+///         }
+///         Err(ConnectError::Io(e)) => println!("no server: {e}"),
+///         Err(e) => println!("{e}"),
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectError {

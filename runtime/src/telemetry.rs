@@ -25,7 +25,7 @@
 //! # Metrics
 //!
 //! With the feature `metrics` (forwarded by `wirestream-tokio` and
-//! `wirestream-smol`), through the [`metrics`](https://docs.rs/metrics)
+//! `wirestream-smol`), through the `metrics`
 //! facade: the application installs a recorder (an exporter). Without the
 //! feature nothing of `metrics` is compiled.
 //!

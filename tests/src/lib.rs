@@ -26,6 +26,12 @@ use wirestream_runtime::{
 pub use wirestream_smol::Smol;
 pub use wirestream_tokio::Tokio;
 
+/// README.md's Rust blocks, compiled as doctests (this crate depends on
+/// both adapters), so that the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// Runs `future` on a fresh multi-threaded tokio runtime (two workers);
 /// every task it spawned is dropped with the runtime.
 pub fn tokio_run<F: Future>(future: F) -> F::Output {
