@@ -211,6 +211,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use wirestream_runtime::*;
 
+#[cfg(feature = "axum")]
+pub mod axum;
+
 /// The tokio runtime, for the driver: `tokio::time::Instant`,
 /// `tokio::time::sleep_until`, `tokio::spawn` and tokio's TCP sockets. Its methods must be called from
 /// within a tokio runtime.
