@@ -19,9 +19,11 @@
 //! stream: `Ok(())` finishes it (`Close(1000)`), `Err(ResponseError)` sends
 //! the error frame and `Close(1011)`. [`Server::listen`] accepts, checks
 //! and serves every connection on its own task; [`Server::serve`] serves
-//! one WebSocket you accepted yourself (from axum, say), and
+//! one WebSocket you accepted yourself (from another HTTP server, say), and
 //! [`Server::serve_detached`] runs the same handler for Server-Sent Events
-//! or a unary JSON response ([`select_transport`] picks which).
+//! or a unary JSON response ([`select_transport`] picks which). In an axum
+//! app, the feature `axum` does all three on one route: see the module
+//! `wirestream_tokio::axum` (its `endpoint` and `bridge`).
 //!
 //! ```no_run
 //! use wirestream_tokio::{HandlerResult, Listener, Server, Session, Tokio, only_path};
@@ -210,6 +212,9 @@ use async_tungstenite::tokio::TokioAdapter;
 use tokio::net::{TcpListener, TcpStream};
 
 pub use wirestream_runtime::*;
+
+#[cfg(feature = "axum")]
+pub mod axum;
 
 /// The tokio runtime, for the driver: `tokio::time::Instant`,
 /// `tokio::time::sleep_until`, `tokio::spawn` and tokio's TCP sockets. Its methods must be called from
