@@ -14,7 +14,8 @@
 //!   ([`Session::requests`]) and send server requests. A [`Registry`]
 //!   routes server requests by session id.
 //! - Client: [`Client`] connects, sends the body and returns the
-//!   [`Chunks`] stream and a [`Notifier`].
+//!   [`Chunks`] stream and a [`Notifier`]; to `wss://` URLs with the
+//!   `rustls` feature (see the `tls` module).
 //! - HTTP: [`select_transport`] picks WebSocket, SSE or unary JSON for a
 //!   request (PROTOCOL.md §1); [`Server::serve_detached`] runs the same
 //!   handler without a WebSocket.
@@ -40,6 +41,8 @@ mod session;
 mod shutdown;
 mod socket;
 pub mod telemetry;
+#[cfg(feature = "rustls")]
+pub mod tls;
 
 pub use async_tungstenite::{self, WebSocketStream, tungstenite};
 pub use caller::Caller;
