@@ -26,6 +26,17 @@
 //! Server::new(Tokio).listen(&listener, only_path("/agent/completions"), handler).await
 //! # }
 //! ```
+//!
+//! # TLS
+//!
+//! The client connects to `wss://` URLs with the `rustls` feature (rustls
+//! over tokio's TCP stream through `futures-rustls`, the same code as on
+//! smol; Mozilla's roots unless `Client::tls_config` gives a
+//! configuration of your own: see the `tls` module). A server does its
+//! own TLS handshake, e.g. with `tokio-rustls` over the accepted
+//! `TcpStream`, and hands the TLS stream to [`Server::accept`] (any byte
+//! stream) through async-tungstenite's `TokioAdapter`: see
+//! `examples/tls.rs`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
