@@ -207,6 +207,41 @@
 //! this crate's feature `metrics`, counters, gauges and a histogram go
 //! through the `metrics` facade to the recorder the application installs.
 //! The names, labels and levels are listed in [`telemetry`].
+//!
+//! # TLS
+//!
+//! The client connects to `wss://` URLs with the `rustls` feature (rustls
+//! over smol's TCP stream through `futures-rustls`; Mozilla's roots unless
+//! `Client::tls_config` gives a configuration of your own: see the
+//! `tls` module). A server does its own TLS handshake and hands the TLS
+//! stream to [`Server::accept`], which takes any byte stream: with the
+//! feature, `tls::futures_rustls::TlsAcceptor` over the accepted
+//! `TcpStream` does it.
+//!
+//! # async-std
+//!
+//! async-std (discontinued upstream in favour of smol) runs on the same
+//! async-io reactor, so an async-std application uses [`Smol`] as it is:
+//! call the API from `async_std::task::block_on` / `async_std::task::spawn`
+//! tasks, and hand async-std's `TcpStream` (a `futures-io` stream) to
+//! [`Server::accept`]; timers and sockets of both are served by the one
+//! reactor. See `examples/async-std.rs`, and the `async_std` scenarios of
+//! the integration tests (a whole session, a notify, a server request).
+//! What differs from a native async-std adapter:
+//!
+//! - the tasks this crate spawns run on smol's global executor
+//!   (`smol::spawn`; its threads, `SMOL_THREADS`, default 1, run beside
+//!   async-std's pool), not on async-std's: each [`Client`] connection
+//!   (its driver and its server-request handlers), each connection
+//!   [`Server::listen`] accepts (handshake, session and handler), and the
+//!   handlers of [`Server::serve_detached`] (SSE, unary). A
+//!   [`Server::serve`] the application awaits itself runs its handler
+//!   inside that future, on the application's (async-std) task;
+//! - so inside those tasks async-std's task-locals (`task_local!`) and
+//!   `async_std::task::current()` are not the application's: pass what a
+//!   handler needs in its closure (or the session's [`Caller`]) instead;
+//! - `async_std::task::spawn_blocking` and async-std's own timers keep
+//!   working anywhere (they need no async-std task).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -200,6 +200,17 @@
 //! this crate's feature `metrics`, counters, gauges and a histogram go
 //! through the `metrics` facade to the recorder the application installs.
 //! The names, labels and levels are listed in [`telemetry`].
+//!
+//! # TLS
+//!
+//! The client connects to `wss://` URLs with the `rustls` feature (rustls
+//! over tokio's TCP stream through `futures-rustls`, the same code as on
+//! smol; Mozilla's roots unless `Client::tls_config` gives a
+//! configuration of your own: see the `tls` module). A server does its
+//! own TLS handshake, e.g. with `tokio-rustls` over the accepted
+//! `TcpStream`, and hands the TLS stream to [`Server::accept`] (any byte
+//! stream) through async-tungstenite's `TokioAdapter`: see
+//! `examples/tls.rs`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,4 +1,4 @@
-//! The client role: [`Client`] connects to a `ws://` URL, sends the body
+//! The client role: [`Client`] connects to a `ws://` (or `wss://`) URL, sends the body
 //! and hands back the [`Chunks`] stream and a [`Notifier`]; the connection
 //! runs on its own task.
 
@@ -21,7 +21,7 @@ use crate::notifier::Notifier;
 use crate::random::OsRandom;
 use crate::rt::Runtime;
 use crate::server_request::{HttpResponse, IncomingServerRequest};
-use crate::socket::{ConnectError, Direction, Tap, connect_websocket};
+use crate::socket::{ConnectError, Direction, Tap, TlsConfig, connect_websocket};
 use crate::telemetry::{self, Role};
 
 /// Chunks read ahead of the application; past it the driver stops reading
@@ -56,6 +56,7 @@ pub struct Client<R: Runtime> {
     config: Config,
     handler: Option<Handler>,
     tap: Option<Tap>,
+    tls: TlsConfig,
 }
 
 impl<R: Runtime> fmt::Debug for Client<R> {
@@ -69,7 +70,9 @@ impl<R: Runtime> fmt::Debug for Client<R> {
 }
 
 impl<R: Runtime> Client<R> {
-    /// A client of the `ws://` endpoint `url`.
+    /// A client of the endpoint `url`: `ws://host[:port]/path`, or
+    /// `wss://…` with the `rustls` feature (without it, connecting to a
+    /// `wss://` URL fails with [`ConnectError::Url`], saying so).
     pub fn new(rt: R, url: impl Into<String>) -> Self {
         Self {
             rt,
@@ -78,6 +81,7 @@ impl<R: Runtime> Client<R> {
             config: Config::default(),
             handler: None,
             tap: None,
+            tls: TlsConfig::default(),
         }
     }
 
@@ -118,6 +122,28 @@ impl<R: Runtime> Client<R> {
         self
     }
 
+    /// Connects to `wss://` URLs with this rustls configuration instead of
+    /// the default ([`tls::client_config`](crate::tls::client_config) of
+    /// Mozilla's roots): to trust a private CA or a self-signed
+    /// certificate, or to present a client certificate. Not used for
+    /// `ws://`.
+    ///
+    /// ```no_run
+    /// # async fn f<R: wirestream_runtime::Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
+    /// use wirestream_runtime::{Client, tls};
+    ///
+    /// let mut roots = tls::rustls::RootCertStore::empty();
+    /// roots.add(std::fs::read("ca.der")?.into())?;
+    /// let client = Client::new(rt, "wss://localhost:8443/agent/completions")
+    ///     .tls_config(tls::client_config(roots));
+    /// # drop(client); Ok(()) }
+    /// ```
+    #[cfg(feature = "rustls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {
+        self.tls.client = Some(config);
+        self
+    }
+
     /// Calls `tap` with every message read or sent.
     pub fn tap(mut self, tap: impl Fn(Direction, &Message) + Send + Sync + 'static) -> Self {
         self.tap = Some(Arc::new(tap));
@@ -143,6 +169,7 @@ impl<R: Runtime> Client<R> {
             &self.url,
             &self.headers,
             &self.config,
+            self.tls.clone(),
             |host, port| async move { rt.connect(&host, port).await },
         )
         .await?;

@@ -40,7 +40,8 @@
 //! # Consume
 //!
 //! [`Client`] connects, sends the body and returns the [`Chunks`] stream
-//! and a [`Notifier`]; see its example.
+//! and a [`Notifier`]; see its example. `wss://` URLs need the `rustls`
+//! feature (see the `tls` module).
 //!
 //! # Embed the engine
 //!
@@ -97,6 +98,8 @@ mod session;
 mod shutdown;
 mod socket;
 pub mod telemetry;
+#[cfg(feature = "rustls")]
+pub mod tls;
 
 pub use async_tungstenite::{self, WebSocketStream, tungstenite};
 pub use caller::Caller;

@@ -234,7 +234,8 @@ pub fn only_path(
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// The URL is not a `ws://` URL with a host.
+    /// The URL is not a `ws://` (or, with the `rustls` feature, `wss://`)
+    /// URL with a host.
     Url(String),
     /// An extra header is not a valid HTTP header.
     Header(String),
@@ -244,6 +245,11 @@ pub enum ConnectError {
     BodyTooLarge,
     /// The TCP connection failed.
     Io(std::io::Error),
+    /// The TLS handshake of a `wss://` URL failed (feature `rustls`): the
+    /// certificate is not trusted or not for this host, no common protocol
+    /// version… The `rustls::Error`, if any, is the `io::Error`'s inner
+    /// error.
+    Tls(std::io::Error),
     /// The WebSocket handshake failed; a refusal by the server is
     /// `tungstenite::Error::Http` with its response.
     WebSocket(tungstenite::Error),
@@ -257,6 +263,7 @@ impl fmt::Display for ConnectError {
             Self::Body(e) => write!(f, "could not serialize the body: {e}"),
             Self::BodyTooLarge => f.write_str("the body is over the frame size limit"),
             Self::Io(e) => write!(f, "could not connect: {e}"),
+            Self::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             Self::WebSocket(e) => write!(f, "WebSocket handshake failed: {e}"),
         }
     }
@@ -266,22 +273,39 @@ impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Body(e) => Some(e),
-            Self::Io(e) => Some(e),
+            Self::Io(e) | Self::Tls(e) => Some(e),
             Self::WebSocket(e) => Some(e),
             Self::Url(_) | Self::Header(_) | Self::BodyTooLarge => None,
         }
     }
 }
 
-/// The client's WebSocket handshake: a `ws://` `url` with `headers` added to
-/// the upgrade request, over a TCP connection `connect` opens to the URL's
-/// host and port.
+/// The TLS settings a client connects with: the `rustls` configuration
+/// given to [`Client::tls_config`](crate::Client::tls_config), if any
+/// (nothing without the feature).
+#[derive(Clone, Default)]
+pub(crate) struct TlsConfig {
+    #[cfg(feature = "rustls")]
+    pub(crate) client: Option<Arc<crate::tls::rustls::ClientConfig>>,
+}
+
+/// The byte stream a client runs over: TCP, or TLS over TCP.
+#[cfg(feature = "rustls")]
+pub(crate) type ClientStream<S> = crate::tls::ClientStream<S>;
+/// The byte stream a client runs over: TCP only without the feature.
+#[cfg(not(feature = "rustls"))]
+pub(crate) type ClientStream<S> = S;
+
+/// The client's WebSocket handshake: a `ws://` (or, with the `rustls`
+/// feature, `wss://`) `url` with `headers` added to the upgrade request,
+/// over a TCP connection `connect` opens to the URL's host and port.
 pub(crate) async fn connect_websocket<S, F, Fut>(
     url: &str,
     headers: &[(String, String)],
     config: &Config,
+    #[cfg_attr(not(feature = "rustls"), allow(unused_variables))] tls: TlsConfig,
     connect: F,
-) -> Result<WebSocketStream<S>, ConnectError>
+) -> Result<WebSocketStream<ClientStream<S>>, ConnectError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(String, u16) -> Fut,
@@ -290,11 +314,21 @@ where
     use tungstenite::client::IntoClientRequest;
     let mut request = url.into_client_request().map_err(ConnectError::WebSocket)?;
     let uri = request.uri().clone();
-    if uri.scheme_str() != Some("ws") {
-        return Err(ConnectError::Url(format!(
-            "{url}: only ws:// is supported (no TLS feature)"
-        )));
-    }
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") if cfg!(feature = "rustls") => true,
+        Some("wss") => {
+            return Err(ConnectError::Url(format!(
+                "{url}: wss:// needs the `rustls` feature (of wirestream-tokio, \
+                 wirestream-smol or wirestream-runtime)"
+            )));
+        }
+        _ => {
+            return Err(ConnectError::Url(format!(
+                "{url}: only ws:// and wss:// URLs are supported"
+            )));
+        }
+    };
     let host = uri
         .host()
         .ok_or_else(|| ConnectError::Url(format!("{url}: no host")))?;
@@ -309,9 +343,19 @@ where
             .map_err(|e| ConnectError::Header(format!("{name}: {e}")))?;
         request.headers_mut().append(name, value);
     }
-    let stream = connect(host, uri.port_u16().unwrap_or(80))
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let stream = connect(host.clone(), port)
         .await
         .map_err(ConnectError::Io)?;
+    #[cfg(feature = "rustls")]
+    let stream = if secure {
+        let tls = crate::tls::connect(tls.client, &host, stream)
+            .await
+            .map_err(ConnectError::Tls)?;
+        ClientStream::Tls(Box::new(tls))
+    } else {
+        ClientStream::Plain(stream)
+    };
     let (ws, _response) = async_tungstenite::client_async_with_config(
         request,
         stream,
@@ -320,4 +364,38 @@ where
     .await
     .map_err(ConnectError::WebSocket)?;
     Ok(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// The scheme is checked before any connection is opened.
+    fn refused(url: &str) -> String {
+        let connect = |_: String, _: u16| async {
+            // Reached, this would fail the test (an Io error, not Url).
+            Err::<futures_util::io::Cursor<Vec<u8>>, _>(std::io::Error::other("connected"))
+        };
+        let result = connect_websocket(url, &[], &Config::default(), Default::default(), connect)
+            .now_or_never()
+            .expect("refused at once");
+        match result {
+            Err(ConnectError::Url(message)) => message,
+            Err(other) => panic!("expected a URL error, got {other}"),
+            Ok(_) => panic!("expected a URL error"),
+        }
+    }
+
+    #[test]
+    fn only_ws_and_wss() {
+        assert!(refused("http://localhost/x").contains("only ws:// and wss://"));
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    #[test]
+    fn wss_needs_the_rustls_feature() {
+        assert!(refused("wss://localhost/x").contains("needs the `rustls` feature"));
+    }
 }

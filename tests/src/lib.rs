@@ -17,10 +17,11 @@ use futures_channel::mpsc;
 use futures_util::future::{AbortHandle, Either, abortable, select};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
+use serde_json::json;
 use wirestream_demo::PATH;
 use wirestream_runtime::{
-    Config, EndReason, HandlerResult, Listener, Registry, Runtime, Served, Server, Session,
-    only_path,
+    Client, CloseCode, Config, EndReason, HandlerResult, HttpResponse, Listener, Registry,
+    RequestError, Runtime, Served, Server, Session, only_path,
 };
 
 pub use wirestream_smol::Smol;
@@ -249,4 +250,72 @@ pub fn quick_config() -> Config {
     config.request_timeout = Duration::from_millis(200);
     config.close_timeout = Duration::from_millis(500);
     config
+}
+
+/// The handler of [`whole_session`]: sends a chunk of `agc-1`, answers the
+/// client's first notify `ok` (or `400` if it is not the expected one),
+/// sends a server request (`tools/list`) and reports the client's answer in
+/// a last chunk, then ends (the server closes with `Close(1000)`).
+pub async fn whole_session_handler(_: serde_json::Value, mut session: Session) -> HandlerResult {
+    let mut requests = session.requests();
+    session
+        .send(&json!({"id": "agc-1", "n": 0}), ["agc-1"])
+        .await
+        .expect("the first chunk");
+    let notify = requests.recv().await.expect("a notify");
+    if notify.response_id() == Some("agc-1") && notify.content() == Some(r#""over TLS?""#) {
+        notify.respond(Ok(()));
+    } else {
+        notify.respond(Err(RequestError::new(400, "not the expected notify")));
+    }
+    let answer = session
+        .request(wirestream_demo::tools_list("s-1"))
+        .await
+        .expect("the client answers the server request");
+    let chunk = json!({"id": "agc-1", "n": 1, "status": answer.status(), "body": answer.body()});
+    session
+        .send(&chunk, ["agc-1"])
+        .await
+        .expect("the last chunk");
+    Ok(())
+}
+
+/// A whole session through `client` against a server running
+/// [`whole_session_handler`]: the body, a first chunk, a notify answered
+/// `ok`, a server request answered by the client's handler (its status and
+/// body come back in the last chunk), then the server's `Close(1000)`.
+pub async fn whole_session<R: Runtime>(rt: &R, client: Client<R>) {
+    let (mut chunks, notifier) = patiently(
+        rt,
+        client
+            .on_server_request(|request| async move {
+                assert_eq!(request.method(), Some("POST"));
+                HttpResponse::new(200)
+                    .json(&json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}))
+                    .expect("JSON")
+            })
+            .connect::<_, serde_json::Value>(&json!({"hello": "server"})),
+    )
+    .await
+    .expect("connected");
+    let first = patiently(rt, chunks.next())
+        .await
+        .expect("a chunk")
+        .expect("a valid chunk");
+    assert_eq!(first["n"], 0);
+    patiently(rt, notifier.notify("agc-1", "over TLS?", None))
+        .await
+        .expect("the notify is answered ok");
+    let last = patiently(rt, chunks.next())
+        .await
+        .expect("a chunk")
+        .expect("a valid chunk");
+    assert_eq!(last["n"], 1);
+    assert_eq!(last["status"], 200);
+    assert_eq!(
+        last["body"],
+        r#"{"id":1,"jsonrpc":"2.0","result":{"tools":[]}}"#
+    );
+    assert!(patiently(rt, chunks.next()).await.is_none());
+    assert_eq!(chunks.end(), Some(EndReason::Peer(Some(CloseCode::NORMAL))));
 }
