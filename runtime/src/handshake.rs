@@ -19,12 +19,13 @@
 //! (PROTOCOL.md §1: `websocket, h2c` upgrades).
 
 use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite;
+use async_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::handshake::machine::TryParse;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
 use async_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{self, error::ProtocolError};
 use futures_util::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::socket::refuse;
@@ -122,14 +123,10 @@ fn unparsable(error: &tungstenite::Error) -> ErrorResponse {
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
             response
         }
-        tungstenite::Error::Protocol(ProtocolError::HttparseError(httparse_error))
-            if httparse_error.to_string().contains("too many headers") =>
-        {
-            refuse(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "too many headers",
-            )
-        }
+        tungstenite::Error::Capacity(CapacityError::TooManyHeaders) => refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many headers",
+        ),
         _ => refuse(StatusCode::BAD_REQUEST, "not a valid HTTP/1.1 request"),
     }
 }
