@@ -9,6 +9,9 @@
 //! | no `Sec-WebSocket-Version` | HTTP `400` |
 //! | `Sec-WebSocket-Version: 8` | HTTP `426`, `Sec-WebSocket-Version: 13` |
 //! | garbage instead of an HTTP request | HTTP `400` |
+//! | `POST` instead of `GET` | HTTP `405`, `Allow: GET` |
+//! | 16 KiB of request head without its end | HTTP `431` |
+//! | 125 headers (httparse's limit in tungstenite is 124) | HTTP `431` |
 //! | `Upgrade: websocket, h2c` | HTTP `101`, a session |
 //! | an unmasked client frame | `Close(1002)` |
 //! | a ping of 126 bytes (control frame over 125) | `Close(1002)` |
@@ -41,6 +44,9 @@ on_both_runtimes!(
     missing_version_is_answered_400,
     version_8_is_answered_426_with_version_13,
     garbage_is_answered_400,
+    post_is_answered_405,
+    head_of_16_kib_is_answered_431,
+    too_many_headers_are_answered_431,
     upgrade_token_list_upgrades,
     unmasked_frame_closes_1002,
     oversize_control_frame_closes_1002,
@@ -303,6 +309,32 @@ async fn garbage_is_answered_400<R: Runtime>(rt: R) {
     let (status, head) = answer_to(&rt, &server, garbage).await;
     assert_eq!(status, 400, "{head}");
     good_session(&rt, &server).await;
+}
+
+async fn post_is_answered_405<R: Runtime>(rt: R) {
+    let head = request(&format!("{CONNECTION}{UPGRADE}{VERSION}{KEY}")).replacen("GET", "POST", 1);
+    let head = refused_with(rt, &head, 405).await;
+    assert!(head.contains("\r\nallow: get\r\n"), "{head}");
+}
+
+/// Exactly the 16 KiB the server reads (so that nothing is left unread,
+/// which would reset the connection under the answer).
+async fn head_of_16_kib_is_answered_431<R: Runtime>(rt: R) {
+    let mut head = request(&format!("{CONNECTION}{UPGRADE}{VERSION}{KEY}"));
+    head.truncate(head.len() - 2);
+    head.push_str("X-Pad: ");
+    head.push_str(&"a".repeat((16 << 10) - head.len()));
+    refused_with(rt, &head, 431).await;
+}
+
+async fn too_many_headers_are_answered_431<R: Runtime>(rt: R) {
+    let pad = "X-Pad: a\r\n".repeat(125);
+    refused_with(
+        rt,
+        &request(&format!("{CONNECTION}{UPGRADE}{VERSION}{KEY}{pad}")),
+        431,
+    )
+    .await;
 }
 
 async fn upgrade_token_list_upgrades<R: Runtime>(rt: R) {
