@@ -27,6 +27,7 @@
 //! | a frame header saying 2^62 bytes | `413` error frame, `Close(1009)` |
 //! | a frame header saying 17 MiB (limit 16 MiB) | `413` error frame, `Close(1009)` |
 //! | half a frame, then silence | `408` error frame, `Close(1008)` at the body timeout |
+//! | half a request head, then silence | dropped, no answer, at the body timeout |
 
 use std::time::Duration;
 
@@ -63,6 +64,7 @@ on_both_runtimes!(
     length_of_2_pow_62_is_answered_413_1009,
     frame_of_17_mib_is_answered_413_1009,
     half_a_frame_then_silence_times_out_1008,
+    half_a_request_head_then_silence_is_dropped,
 );
 
 type Handler =
@@ -470,4 +472,20 @@ async fn half_a_frame_then_silence_times_out_1008<R: Runtime>(rt: R) {
     let whole = frame(TEXT, &[b' '; 100]);
     let end = EndReason::Local(CloseCode::POLICY);
     answered(rt, &whole[..whole.len() / 2], Some(408), 1008, end).await;
+}
+
+async fn half_a_request_head_then_silence_is_dropped<R: Runtime>(rt: R) {
+    let server = start(&rt).await;
+    let mut stream = tcp(&rt, &server).await;
+    let head = request(&format!("{CONNECTION}{UPGRADE}"));
+    stream
+        .write_all(head[..head.len() - 2].as_bytes())
+        .await
+        .expect("write");
+    let started = rt.now();
+    let mut rest = Vec::new();
+    let _ = patiently(&rt, stream.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(rt.now() - started >= Duration::from_millis(150));
+    good_session(&rt, &server).await;
 }
