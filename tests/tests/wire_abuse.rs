@@ -479,7 +479,7 @@ async fn half_a_request_head_then_silence_is_dropped<R: Runtime>(rt: R) {
     let mut stream = tcp(&rt, &server).await;
     let head = request(&format!("{CONNECTION}{UPGRADE}"));
     stream
-        .write_all(head[..head.len() - 2].as_bytes())
+        .write_all(&head.as_bytes()[..head.len() - 2])
         .await
         .expect("write");
     let started = rt.now();
