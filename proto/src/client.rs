@@ -331,6 +331,7 @@ impl<T: AsRef<str>, K> Engine for ClientSession<T, K> {
             Inbound::Binary => self.core.stats.binary_frames += 1,
             Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
             Inbound::Oversize => self.close_with(now, CloseCode::TOO_BIG),
+            Inbound::ProtocolError(code) => self.close_with(now, code),
             Inbound::Text(t) if t.as_ref().len() > self.core.config.max_frame_size => {
                 self.close_with(now, CloseCode::TOO_BIG);
             }

@@ -11,12 +11,18 @@ impl CloseCode {
     pub const NORMAL: Self = Self(1000);
     /// 1001: the server is going away (graceful shutdown).
     pub const GOING_AWAY: Self = Self(1001);
+    /// 1002: the peer broke the WebSocket protocol (RFC 6455 §7.4.1): an
+    /// unmasked client frame, a reserved opcode or RSV bit, an oversize
+    /// control frame, a stray continuation, a malformed close frame.
+    pub const PROTOCOL: Self = Self(1002);
     /// 1003: the body frame could not be used (bad JSON, binary).
     pub const UNSUPPORTED: Self = Self(1003);
     /// 1005: never sent; how a close frame that carried no code is reported.
     pub const NO_STATUS: Self = Self(1005);
     /// 1006: never sent; how a transport that died without a close is reported.
     pub const ABNORMAL: Self = Self(1006);
+    /// 1007: a text frame or a close reason was not valid UTF-8.
+    pub const INVALID_PAYLOAD: Self = Self(1007);
     /// 1008: the body did not arrive in time, or the peer fell silent.
     pub const POLICY: Self = Self(1008);
     /// 1009: a frame was over the size limit.
@@ -52,6 +58,12 @@ pub enum Inbound<T = String> {
     /// A message the WebSocket layer refused for exceeding its size limit
     /// (set it to [`Config::max_frame_size`](crate::Config::max_frame_size)).
     Oversize,
+    /// The WebSocket layer could not read the peer's frames and will read no
+    /// more: a protocol violation ([`CloseCode::PROTOCOL`]) or text that is
+    /// not UTF-8 ([`CloseCode::INVALID_PAYLOAD`]). The session closes with
+    /// this code (and nothing else) and ends as
+    /// [`EndReason::Local`] with it; the transport should stop reading.
+    ProtocolError(CloseCode),
 }
 
 /// A frame for the transport to send, in order.

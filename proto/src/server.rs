@@ -479,6 +479,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
             Inbound::Ping | Inbound::Pong => {}
             Inbound::Close(code) => self.peer_gone(EndReason::Peer(code)),
             Inbound::Oversize => self.too_large(now, None),
+            Inbound::ProtocolError(code) => self.end(now, None, code),
             Inbound::Text(t) if t.as_ref().len() > self.core.config.max_frame_size => {
                 self.too_large(now, Some(t.as_ref().len()));
             }

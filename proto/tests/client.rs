@@ -385,6 +385,27 @@ fn oversize_frame_closes_1009() {
 }
 
 #[test]
+fn protocol_error_of_the_transport_closes_with_its_code() {
+    for code in [CloseCode::PROTOCOL, CloseCode::INVALID_PAYLOAD] {
+        let mut t = client();
+        let id =
+            t.c.notify(t.now, "agc-1", &raw("\"x\""), None, ())
+                .map_err(|r| r.error)
+                .unwrap();
+        t.out();
+        t.c.handle_frame(t.now, Inbound::ProtocolError(code));
+        assert_eq!(t.out(), [format!("Close({})", code.0)]);
+        assert_eq!(
+            t.events(),
+            [
+                notify_ended(&id, Outcome::SessionEnded),
+                ClientEvent::End(EndReason::Local(code))
+            ]
+        );
+    }
+}
+
+#[test]
 fn closing_sends_close_1000_and_nothing_after() {
     let mut t = client();
     t.c.close(t.now).unwrap();

@@ -237,6 +237,35 @@ fn oversize_message_refused_by_the_transport_is_answered_413_then_close_1009() {
 }
 
 #[test]
+fn protocol_error_of_the_transport_is_answered_with_its_close_code_alone() {
+    for code in [CloseCode::PROTOCOL, CloseCode::INVALID_PAYLOAD] {
+        let mut t = server();
+        t.frame(Inbound::ProtocolError(code));
+        assert_eq!(t.out(), [format!("Close({})", code.0)]);
+        assert_eq!(t.events(), [ended(EndReason::Local(code))]);
+        // Nothing more is read or sent.
+        t.text(r#"{"messages":[]}"#);
+        assert!(t.out().is_empty());
+        assert!(t.events().is_empty());
+    }
+}
+
+#[test]
+fn protocol_error_while_streaming_answers_accepted_notifies_first() {
+    let mut t = streaming();
+    t.text(&notify("n1", "agc-1"));
+    assert_eq!(t.events().len(), 1);
+    t.frame(Inbound::ProtocolError(CloseCode::PROTOCOL));
+    let out = t.out();
+    assert_eq!(out.last().map(String::as_str), Some("Close(1002)"));
+    assert!(
+        out[0].contains(r#""id":"n1""#) && out[0].contains("404"),
+        "{out:?}"
+    );
+    assert_eq!(t.events(), [ended(EndReason::Local(CloseCode::PROTOCOL))]);
+}
+
+#[test]
 fn peer_close_before_the_body_ends_the_session_quietly() {
     let mut t = server();
     t.frame(Inbound::Close(Some(CloseCode::NORMAL)));

@@ -15,10 +15,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::error::ProtocolError;
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
-use wirestream_proto::{EndReason, Engine, Inbound, Stats};
+use wirestream_proto::{CloseCode, EndReason, Engine, Inbound, Stats};
 
 use crate::rt::Runtime;
 use crate::socket::{Direction, Tap, close_code, to_message};
@@ -64,11 +65,32 @@ pub(crate) trait Application {
     fn apply(&mut self, engine: &mut Self::Engine, command: Self::Command, now: Instant);
 }
 
+/// The close code a read error of tungstenite calls for (RFC 6455 §7.4.1),
+/// if the peer broke the WebSocket protocol: `1002` for a malformed frame
+/// (an unmasked client frame, a reserved opcode or RSV bit, a control frame
+/// over 125 bytes or fragmented, a stray continuation, a close frame of one
+/// byte), `1007` for text or a close reason that is not UTF-8. `None` for
+/// the transport's own end (a reset, an I/O error), where nothing can be
+/// sent.
+fn violation(error: &WsError) -> Option<CloseCode> {
+    match error {
+        WsError::Utf8(_) => Some(CloseCode::INVALID_PAYLOAD),
+        WsError::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake
+            | ProtocolError::ReceivedAfterClosing
+            | ProtocolError::SendAfterClosing,
+        ) => None,
+        WsError::Protocol(_) => Some(CloseCode::PROTOCOL),
+        _ => None,
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Reading {
     Open,
-    /// tungstenite refused an oversize message and fused its stream; the
-    /// socket still writes, so the engine's 413 and close go out first.
+    /// tungstenite refused an oversize message or a frame that breaks the
+    /// protocol, and fused its stream; the socket still writes, so the
+    /// engine's answer and close go out first.
     Fused,
     Done,
 }
@@ -387,7 +409,20 @@ where
                 telemetry::refused(A::ROLE, 413, "oversize frame");
                 self.engine.handle_frame(now, Inbound::Oversize);
             }
-            Some(Err(_)) | None => {
+            Some(Err(e)) => match violation(&e) {
+                Some(code) => {
+                    // tungstenite has fused its stream, but still writes:
+                    // the engine's close goes out, then the session ends.
+                    self.reading = Reading::Fused;
+                    tracing::debug!(role = A::ROLE.as_str(), code = code.0, error = %e, "protocol violation");
+                    self.engine.handle_frame(now, Inbound::ProtocolError(code));
+                }
+                None => {
+                    self.reading = Reading::Done;
+                    self.engine.handle_transport_lost(now);
+                }
+            },
+            None => {
                 self.reading = Reading::Done;
                 self.engine.handle_transport_lost(now);
             }

@@ -85,6 +85,7 @@ mod client;
 mod client_app;
 mod detached;
 mod driver;
+mod handshake;
 mod http;
 mod notifier;
 mod parked;

@@ -224,16 +224,15 @@ impl<R: Runtime> Server<R> {
         let ws = {
             // The callback's error type is tungstenite's.
             #[allow(clippy::result_large_err)]
-            let callback = |request: &Handshake, response| {
+            let callback = |request: &Handshake| {
                 let value = check(request).inspect_err(|response| {
                     telemetry::refused(Role::Server, response.status().as_u16(), "handshake");
                 })?;
                 caller = Some(Caller::accepted(request, peer, value));
-                Ok(response)
+                Ok(())
             };
-            let config = Some(websocket_config(&self.config));
-            let handshake =
-                async_tungstenite::accept_hdr_async_with_config(stream, callback, config);
+            let config = websocket_config(&self.config);
+            let handshake = crate::handshake::accept(stream, config, callback);
             self.handshake(handshake).await?
         };
         Ok((ws, caller.unwrap_or_default()))

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
 use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -136,6 +136,13 @@ pub(crate) fn close_code(frame: Option<&CloseFrame>) -> Option<CloseCode> {
 /// response (PROTOCOL.md §1: a request that is not allowed never reaches the
 /// session).
 ///
+/// Every request is answered (RFC 6455 §4.2): a request that is not a
+/// WebSocket upgrade, or not HTTP at all, with `400`; an unsupported
+/// `Sec-WebSocket-Version` with `426` and `Sec-WebSocket-Version: 13`; a
+/// method other than `GET` with `405`; a head over 16 KiB with `431`. Such a
+/// request fails with `tungstenite::Error::Http` holding the answer, before
+/// `check` runs. `Upgrade` is a token list (`websocket, h2c` upgrades).
+///
 /// ```no_run
 /// use wirestream_runtime::{Config, HandlerResult, Listener, Runtime, Server, Session, accept_websocket, only_path};
 ///
@@ -161,13 +168,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     C: FnOnce(&Request) -> Result<(), ErrorResponse> + Unpin,
 {
-    let callback = move |request: &Request, response: Response| check(request).map(|()| response);
-    async_tungstenite::accept_hdr_async_with_config(
-        stream,
-        callback,
-        Some(websocket_config(config)),
-    )
-    .await
+    crate::handshake::accept(stream, websocket_config(config), check).await
 }
 
 /// An HTTP error response for a handshake `check` to refuse a request with.
