@@ -259,3 +259,42 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn serve_args_take_an_address_and_small_limits() {
+        let (addr, config) = serve_args(args(
+            "127.0.0.1:0 --max-frame-size 4096 --body-timeout-ms 300 --ping-ms 100 --liveness-ms 400",
+        ))
+        .unwrap();
+        assert_eq!(addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.max_frame_size, 4096);
+        assert_eq!(config.body_timeout, Duration::from_millis(300));
+        assert_eq!(config.ping_interval, Some(Duration::from_millis(100)));
+        assert_eq!(config.liveness_timeout, Some(Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn serve_args_default_the_rest() {
+        let (addr, config) = serve_args(args("--body-timeout-ms 5")).unwrap();
+        assert_eq!(addr, DEFAULT_ADDR.parse().unwrap());
+        assert_eq!(config.body_timeout, Duration::from_millis(5));
+        assert_eq!(config.max_frame_size, Config::default().max_frame_size);
+        assert_eq!(serve_args(args("")).unwrap().1, Config::default());
+    }
+
+    #[test]
+    fn serve_args_refuse_what_they_do_not_know() {
+        assert!(serve_args(args("not-an-address")).is_err());
+        assert!(serve_args(args("--ping-ms")).is_err());
+        assert!(serve_args(args("--ping-ms soon")).is_err());
+        assert!(serve_args(args("--pong-ms 5")).is_err());
+    }
+}
