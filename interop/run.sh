@@ -4,7 +4,7 @@
 # limits, runs the Python (`websockets`) and Node (`ws`) clients against it,
 # stops it, and fails if either client failed.
 #
-# usage: interop/run.sh [tokio|smol]
+# usage: [INTEROP_PROFILE=release|dev] interop/run.sh [tokio|smol]
 # needs: python3 -m pip install -r interop/python/requirements.txt
 #        npm ci --prefix interop/node
 set -euo pipefail
@@ -35,8 +35,23 @@ python3 -c 'import websockets' 2>/dev/null || {
   exit 1
 }
 
-cargo build --release --locked -p "$package" --example "$example"
-bin="${CARGO_TARGET_DIR:-target}/release/examples/$example"
+# INTEROP_PROFILE=dev (CI) builds every example as `cargo test --workspace`
+# already did (the same features, so nothing is rebuilt after it); the
+# default is a release build of this runtime's demo.
+case "${INTEROP_PROFILE:-release}" in
+release)
+  cargo build --release --locked -p "$package" --example "$example"
+  bin="${CARGO_TARGET_DIR:-target}/release/examples/$example"
+  ;;
+dev)
+  cargo build --workspace --examples --locked
+  bin="${CARGO_TARGET_DIR:-target}/debug/examples/$example"
+  ;;
+*)
+  echo "interop: INTEROP_PROFILE is release or dev" >&2
+  exit 2
+  ;;
+esac
 
 log="$(mktemp -d)/server.log"
 # Port 0: the OS picks a free port, and the server prints the address.
