@@ -17,4 +17,4 @@ mod endpoint;
 mod script;
 
 pub use endpoint::{AgentCompletionChunk, DemoBody, PATH, spawn_endpoint, stream, tools_list};
-pub use script::{DEFAULT_ADDR, SHUTDOWN_GRACE, describe, init_logs, main, run, serve};
+pub use script::{DEFAULT_ADDR, SHUTDOWN_GRACE, describe, init_logs, main, run, serve, serve_args};

@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use serde_json::json;
 use wirestream_proto::classify::{ClientFrame, ServerFrame, classify_client, classify_server};
 use wirestream_runtime::tungstenite::Message;
-use wirestream_runtime::{Client, Direction, HttpResponse, Listener, Runtime, Server, only_path};
+use wirestream_runtime::{
+    Client, Config, Direction, HttpResponse, Listener, Runtime, Server, only_path,
+};
 
 use crate::endpoint::{AgentCompletionChunk, DemoBody, PATH, spawn_endpoint, stream};
 
@@ -134,12 +136,12 @@ pub async fn run<R: Runtime>(rt: R, runtime_name: &str) -> Result<(), BoxError> 
     Ok(())
 }
 
-/// Serves the demo endpoint at `addr` until `stop` completes (the
-/// example's `main` passes Ctrl-C or SIGTERM), then shuts down gracefully:
-/// no new connection is accepted, and the sessions still open after
-/// [`SHUTDOWN_GRACE`] are closed with `Close(1001)`. Returns once every
-/// session has ended.
-pub async fn serve<R, F>(rt: R, addr: SocketAddr, stop: F) -> Result<(), BoxError>
+/// Serves the demo endpoint at `addr` with the limits of `config` until
+/// `stop` completes (the example's `main` passes Ctrl-C or SIGTERM), then
+/// shuts down gracefully: no new connection is accepted, and the sessions
+/// still open after [`SHUTDOWN_GRACE`] are closed with `Close(1001)`.
+/// Returns once every session has ended.
+pub async fn serve<R, F>(rt: R, addr: SocketAddr, config: Config, stop: F) -> Result<(), BoxError>
 where
     R: Runtime,
     F: Future<Output = ()> + Send + 'static,
@@ -149,15 +151,17 @@ where
         "serving the demo endpoint at ws://{}{PATH} (body {{\"chunks\": N, \"interval_ms\": 100}})",
         listener.local_addr()?
     );
-    let server = Server::new(rt.clone()).with_tap(|direction, message| {
-        if let Message::Text(text) = message {
-            let arrow = match direction {
-                Direction::In => "server <- client",
-                Direction::Out => "server -> client",
-            };
-            println!("{arrow}  {text}");
-        }
-    });
+    let server = Server::new(rt.clone())
+        .with_config(config)
+        .with_tap(|direction, message| {
+            if let Message::Text(text) = message {
+                let arrow = match direction {
+                    Direction::In => "server <- client",
+                    Direction::Out => "server -> client",
+                };
+                println!("{arrow}  {text}");
+            }
+        });
     let shutdown = server.shutdown_handle();
     rt.spawn(async move {
         stop.await;
@@ -186,9 +190,52 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// The `demo` example's `main`: `--serve [ADDR]` serves the endpoint until
-/// `stop` completes (see [`serve`]), anything else runs the demo once.
-/// Installs the log output first ([`init_logs`]).
+/// The usage line of the demo examples.
+const USAGE: &str = "usage: demo [--serve [ADDR] [--max-frame-size BYTES] [--body-timeout-ms MS] \
+     [--ping-ms MS] [--liveness-ms MS]]";
+
+/// Reads the arguments after `--serve`: an optional address (default
+/// [`DEFAULT_ADDR`]), then flags that set limits of PROTOCOL.md §5 (small
+/// values let a client written elsewhere reach each limit in a test):
+/// `--max-frame-size BYTES`, `--body-timeout-ms MS`, `--ping-ms MS` (the
+/// keepalive interval) and `--liveness-ms MS`. The rest of the config is
+/// the default.
+pub fn serve_args(args: impl IntoIterator<Item = String>) -> Result<(SocketAddr, Config), String> {
+    let mut args = args.into_iter().peekable();
+    let addr = match args.next_if(|a| !a.starts_with("--")) {
+        Some(addr) => addr,
+        None => DEFAULT_ADDR.to_owned(),
+    };
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?;
+    let mut config = Config::default();
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or(format!("{flag} takes a value; {USAGE}"))?;
+        let n: u64 = value
+            .parse()
+            .map_err(|e| format!("bad value {value:?} for {flag}: {e}"))?;
+        let ms = Duration::from_millis(n);
+        match flag.as_str() {
+            "--max-frame-size" => {
+                config.max_frame_size =
+                    usize::try_from(n).map_err(|e| format!("bad --max-frame-size: {e}"))?;
+            }
+            "--body-timeout-ms" => config.body_timeout = ms,
+            "--ping-ms" => config.ping_interval = Some(ms),
+            "--liveness-ms" => config.liveness_timeout = Some(ms),
+            _ => return Err(format!("unknown flag {flag:?}; {USAGE}")),
+        }
+    }
+    Ok((addr, config))
+}
+
+/// The `demo` example's `main`: `--serve [ADDR] [FLAGS]` serves the
+/// endpoint until `stop` completes (see [`serve`] and [`serve_args`]),
+/// nothing runs the demo once. Installs the log output first
+/// ([`init_logs`]).
 pub async fn main<R, F>(rt: R, runtime_name: &str, stop: F) -> ExitCode
 where
     R: Runtime,
@@ -197,18 +244,12 @@ where
     init_logs();
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
-        Some("--serve") => match args
-            .next()
-            .unwrap_or_else(|| DEFAULT_ADDR.to_owned())
-            .parse()
-        {
-            Ok(addr) => serve(rt, addr, stop).await,
-            Err(e) => Err(format!("bad address: {e}").into()),
+        Some("--serve") => match serve_args(args) {
+            Ok((addr, config)) => serve(rt, addr, config, stop).await,
+            Err(e) => Err(e.into()),
         },
         None => run(rt, runtime_name).await,
-        Some(other) => {
-            Err(format!("unknown argument {other:?}; usage: demo [--serve [ADDR]]").into())
-        }
+        Some(other) => Err(format!("unknown argument {other:?}; {USAGE}").into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -216,5 +257,44 @@ where
             tracing::error!(target: "wirestream::demo", "demo failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn serve_args_take_an_address_and_small_limits() {
+        let (addr, config) = serve_args(args(
+            "127.0.0.1:0 --max-frame-size 4096 --body-timeout-ms 300 --ping-ms 100 --liveness-ms 400",
+        ))
+        .unwrap();
+        assert_eq!(addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.max_frame_size, 4096);
+        assert_eq!(config.body_timeout, Duration::from_millis(300));
+        assert_eq!(config.ping_interval, Some(Duration::from_millis(100)));
+        assert_eq!(config.liveness_timeout, Some(Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn serve_args_default_the_rest() {
+        let (addr, config) = serve_args(args("--body-timeout-ms 5")).unwrap();
+        assert_eq!(addr, DEFAULT_ADDR.parse().unwrap());
+        assert_eq!(config.body_timeout, Duration::from_millis(5));
+        assert_eq!(config.max_frame_size, Config::default().max_frame_size);
+        assert_eq!(serve_args(args("")).unwrap().1, Config::default());
+    }
+
+    #[test]
+    fn serve_args_refuse_what_they_do_not_know() {
+        assert!(serve_args(args("not-an-address")).is_err());
+        assert!(serve_args(args("--ping-ms")).is_err());
+        assert!(serve_args(args("--ping-ms soon")).is_err());
+        assert!(serve_args(args("--pong-ms 5")).is_err());
     }
 }

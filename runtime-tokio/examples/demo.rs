@@ -1,6 +1,7 @@
 //! The wirestream demo on tokio: `cargo run --release -p wirestream-tokio --example demo`
 //! runs a server and a client against it and prints what crossed the wire;
-//! `-- --serve [ADDR]` only serves the demo endpoint at `/agent/completions`,
+//! `-- --serve [ADDR] [FLAGS]` only serves the demo endpoint at `/agent/completions`
+//! (flags: small limits for tests, see `wirestream_demo::serve_args`),
 //! until Ctrl-C or SIGTERM starts a graceful shutdown (5 s of grace, then
 //! `Close(1001)`; exits 0).
 
