@@ -131,7 +131,7 @@ const cases = [
     const ok = randomUUID();
     const missing = randomUUID();
     let sent = false;
-    conn.send({ chunks: 4, interval_ms: 50 });
+    conn.send({ chunks: 4, interval_ms: 200 });
     const { chunks, others, code } = await stream(conn, (chunk) => {
       if (sent) return;
       sent = true;
@@ -147,7 +147,7 @@ const cases = [
     check(chunks.length === 4 && code === 1000, `4 chunks then Close(1000), got ${chunks.length}, ${code}`);
   })],
   ["server request answered 200", () => withConn(async (conn) => {
-    conn.send({ chunks: 4, interval_ms: 50 });
+    conn.send({ chunks: 4, interval_ms: 200 });
     const { chunks, others, code } = await stream(conn);
     const requests = others.filter(isServerRequest);
     check(requests.length === 1, `one server request, got ${JSON.stringify(requests)}`);

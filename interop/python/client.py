@@ -111,7 +111,7 @@ async def case_notify_ok_and_404():
                                           "response_id": response_id, "content": "also check the tests"}))
 
     async with open_ws() as ws:
-        await ws.send(json.dumps({"chunks": 4, "interval_ms": 50}))
+        await ws.send(json.dumps({"chunks": 4, "interval_ms": 200}))
         chunks, others, code = await stream(ws, on_chunk)
     replies = {v["id"]: v for v in others if is_client_response(v)}
     check(replies.get(sent["ok"], {}).get("type") == "ok", f"notify ok, got {replies.get(sent['ok'])}")
@@ -123,7 +123,7 @@ async def case_notify_ok_and_404():
 
 async def case_server_request_answered():
     async with open_ws() as ws:
-        await ws.send(json.dumps({"chunks": 4, "interval_ms": 50}))
+        await ws.send(json.dumps({"chunks": 4, "interval_ms": 200}))
         chunks, others, code = await stream(ws)
     requests = [v for v in others if is_server_request(v)]
     check(len(requests) == 1, f"one server request, got {requests}")
