@@ -100,7 +100,9 @@ pub async fn stream<R: Runtime>(rt: R, body: DemoBody, mut session: Session) -> 
     .map_err(|e| ResponseError::new(503, &e.to_string()))?;
     let interval = Duration::from_millis(body.interval_ms.min(MAX_INTERVAL_MS));
     for i in 0..body.chunks {
-        if i > 0 {
+        // `interval_ms: 0` streams as fast as the client reads: no timer
+        // at all (a zero-length sleep still waits for the timer's tick).
+        if i > 0 && !interval.is_zero() {
             let now = rt.now();
             let at = now.checked_add(interval).unwrap_or(now);
             rt.sleep_until(at).await;
