@@ -31,10 +31,13 @@ fn on_this_thread<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// The demo's body: `chunks` chunks 20 ms apart, so that the endpoint's
+/// server request (sent after the first chunk, from another task) is
+/// answered before the stream ends.
 fn body(chunks: u32) -> DemoBody {
     DemoBody {
         chunks,
-        interval_ms: 0,
+        interval_ms: 20,
         session_id: None,
     }
 }
