@@ -71,7 +71,7 @@ async fn main() -> Result<(), BoxError> {
     let url = format!("wss://localhost:{port}{PATH}");
     let body = DemoBody {
         chunks: 3,
-        interval_ms: 0,
+        interval_ms: 50,
         session_id: None,
     };
     let (mut chunks, _notifier) = Client::new(Tokio, &url)
