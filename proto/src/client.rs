@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::classify::{ClientFrame, classify_client};
 use crate::config::Config;
-use crate::core::{Core, Liveness, Phase, RoleEvent};
+use crate::core::{Core, Phase, Role, RoleEvent};
 use crate::engine::Engine;
 use crate::error::{Error, Outcome, Refused, RequestError};
 use crate::frame::{CloseCode, EndReason, Inbound, Transmit};
@@ -284,25 +284,6 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
         self.end_requests();
         self.core.close(now, code);
     }
-
-    fn peer_gone(&mut self, reason: EndReason) {
-        self.end_requests();
-        self.core.peer_gone(reason);
-    }
-
-    /// The peer is given up on (silent, or not reading): as if the
-    /// transport were lost.
-    fn give_up(&mut self, reason: EndReason) {
-        self.end_requests();
-        self.core.give_up(reason);
-    }
-
-    /// Every notify in flight ends with the session, and server requests can
-    /// no longer be answered.
-    fn end_requests(&mut self) {
-        self.sent.end_all(&mut self.core.events, ended);
-        self.received.drain();
-    }
 }
 
 /// The view of a server request, once its frame's text is handed over.
@@ -315,6 +296,19 @@ fn request_view<T: AsRef<str>>(
     let headers = header_spans(text, request.headers);
     let body = request.body.map(|b| Span::of(text, b.get()));
     move |frame| ReceivedServerRequest::new(frame, id, ViewHead::Method(method), headers, body)
+}
+
+impl<T: AsRef<str>, K> Role for ClientSession<T, K> {
+    type Event = ClientEvent<T, K>;
+
+    fn core(&mut self) -> &mut Core<ClientEvent<T, K>> {
+        &mut self.core
+    }
+
+    fn end_requests(&mut self) {
+        self.sent.end_all(&mut self.core.events, ended);
+        self.received.drain();
+    }
 }
 
 impl<T: AsRef<str>, K> Engine for ClientSession<T, K> {
@@ -342,18 +336,11 @@ impl<T: AsRef<str>, K> Engine for ClientSession<T, K> {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.sent.expire(now, &mut self.core.events, ended);
-        if let Some(Liveness::Lost(reason)) = self.core.handle_liveness(now) {
-            self.give_up(reason);
-        }
-        self.core.handle_timeout(now);
+        self.shared_timeouts(now);
     }
 
     fn handle_transport_lost(&mut self, _now: Instant) {
-        if self.core.is_open() {
-            self.peer_gone(EndReason::TransportLost);
-        } else {
-            self.core.terminate();
-        }
+        self.transport_lost();
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {

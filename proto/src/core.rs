@@ -50,6 +50,52 @@ pub(crate) trait RoleEvent {
     fn writable() -> Self;
 }
 
+/// What each role tells the shared code: where its core is, and how its
+/// requests end when nothing can be answered any more. The ends of a
+/// session that do not depend on the role are written once, here.
+pub(crate) trait Role {
+    /// The role's event.
+    type Event: RoleEvent;
+
+    fn core(&mut self) -> &mut Core<Self::Event>;
+
+    /// Nothing can be answered any more: the requests each role holds end
+    /// (those it sent, with an event; those it received, forgotten).
+    fn end_requests(&mut self);
+
+    /// The peer closed or vanished: nothing more can be delivered.
+    fn peer_gone(&mut self, reason: EndReason) {
+        self.end_requests();
+        self.core().peer_gone(reason);
+    }
+
+    /// The peer is given up on (silent, or not reading): as if the
+    /// transport were lost.
+    fn give_up(&mut self, reason: EndReason) {
+        self.end_requests();
+        self.core().give_up(reason);
+    }
+
+    /// The transport ended without a close frame: the session ends at once
+    /// if it was open; after this side's close, the handshake is over.
+    fn transport_lost(&mut self) {
+        if self.core().is_open() {
+            self.peer_gone(EndReason::TransportLost);
+        } else {
+            self.core().terminate();
+        }
+    }
+
+    /// The role-independent part of `handle_timeout`: the liveness clock,
+    /// then the close timeout.
+    fn shared_timeouts(&mut self, now: Instant) {
+        if let Some(Liveness::Lost(reason)) = self.core().handle_liveness(now) {
+            self.give_up(reason);
+        }
+        self.core().handle_timeout(now);
+    }
+}
+
 /// What the liveness clock asks of a role when its deadline comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Liveness {

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::classify::{ServerFrame, classify_server};
 use crate::config::Config;
-use crate::core::{Core, Liveness, Phase, RoleEvent};
+use crate::core::{Core, Phase, Role, RoleEvent};
 use crate::emitted::EmittedIds;
 use crate::engine::Engine;
 use crate::error::{Error, Outcome, Refused, RequestError};
@@ -578,26 +578,6 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
         self.sent.end_all(&mut self.core.events, ended);
         self.core.close(now, code);
     }
-
-    /// The peer closed or vanished: nothing more can be delivered.
-    fn peer_gone(&mut self, reason: EndReason) {
-        self.end_requests();
-        self.core.peer_gone(reason);
-    }
-
-    /// The peer is given up on (silent, or not reading): as if the
-    /// transport were lost.
-    fn give_up(&mut self, reason: EndReason) {
-        self.end_requests();
-        self.core.give_up(reason);
-    }
-
-    /// Nothing can be answered any more: client requests are forgotten,
-    /// server requests end with the session.
-    fn end_requests(&mut self) {
-        self.received.drain();
-        self.sent.end_all(&mut self.core.events, ended);
-    }
 }
 
 /// The view of a server response, once its frame's text is handed over.
@@ -610,6 +590,19 @@ fn response_view<T: AsRef<str>>(
     let body = response.body.map(|b| Span::of(text, b.get()));
     let status = response.status;
     move |frame| ReceivedResponse::new(frame, id, ViewHead::Status(status), headers, body)
+}
+
+impl<T: AsRef<str>, K> Role for ServerSession<T, K> {
+    type Event = ServerEvent<T, K>;
+
+    fn core(&mut self) -> &mut Core<ServerEvent<T, K>> {
+        &mut self.core
+    }
+
+    fn end_requests(&mut self) {
+        self.received.drain();
+        self.sent.end_all(&mut self.core.events, ended);
+    }
 }
 
 impl<T: AsRef<str>, K> Engine for ServerSession<T, K> {
@@ -646,18 +639,11 @@ impl<T: AsRef<str>, K> Engine for ServerSession<T, K> {
                 _ => {}
             }
         }
-        if let Some(Liveness::Lost(reason)) = self.core.handle_liveness(now) {
-            self.give_up(reason);
-        }
-        self.core.handle_timeout(now);
+        self.shared_timeouts(now);
     }
 
     fn handle_transport_lost(&mut self, _now: Instant) {
-        if self.core.is_open() {
-            self.peer_gone(EndReason::TransportLost);
-        } else {
-            self.core.terminate();
-        }
+        self.transport_lost();
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
