@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use serde_json::value::RawValue;
-use wirestream_proto::classify::{ClientFrame, classify_client};
+use wirestream_proto::classify;
 use wirestream_proto::{
     ClientEvent, ClientSession, Config, ConnectionId, Engine, Headers, Outcome, Registered,
     Registry, SeededRandom, mint_id,
@@ -194,8 +194,8 @@ fn dispatch(
 fn classify_only(frames: Vec<String>) -> usize {
     let mut junk = 0;
     for f in frames {
-        let frame = classify_client(black_box(&f));
-        junk += usize::from(matches!(frame, ClientFrame::Junk));
+        let frame = classify::client(black_box(&f));
+        junk += usize::from(matches!(frame, classify::Client::Junk));
         black_box(frame);
     }
     junk

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::Instant;
 
 use serde_json::value::RawValue;
-use wirestream_proto::classify::{ServerFrame, classify_server};
+use wirestream_proto::classify;
 use wirestream_proto::{
     Config, Engine, Headers, Inbound, Outcome, SeededRandom, ServerEvent, ServerSession,
 };
@@ -299,8 +299,8 @@ fn dispatch(
 fn classify_only(frames: Vec<String>) -> usize {
     let mut junk = 0;
     for f in frames {
-        let frame = classify_server(black_box(&f));
-        junk += usize::from(matches!(frame, ServerFrame::Junk));
+        let frame = classify::server(black_box(&f));
+        junk += usize::from(matches!(frame, classify::Server::Junk));
         black_box(frame);
     }
     junk

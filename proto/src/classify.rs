@@ -1,15 +1,18 @@
 //! One-pass classification of inbound text frames (PROTOCOL.md §3.3).
 //!
-//! A frame is parsed exactly once, into a flat envelope of the top-level
-//! keys the rules look at. Values are read leniently (a key of the wrong type
-//! is recorded as such, never a parse failure) and payloads stay borrowed raw
-//! JSON, so classifying costs about one validating pass over the bytes.
+//! A frame is scanned exactly once ([`scan`](crate::scan)), into a flat
+//! envelope of the top-level keys the rules look at. Values are read
+//! leniently (a key of the wrong type is recorded as such, never a parse
+//! failure) and payloads stay raw JSON text borrowed from the frame, so
+//! classifying costs about one validating pass over the bytes. Sessions use
+//! that form as it is; the public [`classify_server`] and
+//! [`classify_client`] turn it into the [`wire`](crate::wire) types.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+use crate::scan::{Raw, Scanner, members};
 
 use crate::wire::{
     ClientRequest, ClientRequestKind, ClientResponse, Headers, Json, ResponseError, ServerRequest,
@@ -53,28 +56,32 @@ pub enum ClientFrame<'a> {
 
 /// Classifies a frame a server receives while streaming.
 pub fn classify_server(text: &str) -> ServerFrame<'_> {
-    let Some(env) = Envelope::parse(text) else {
-        return ServerFrame::Junk;
-    };
-    match (env.id, env.ty) {
-        (Some(Scalar::Str(id)), Some(Scalar::Str(ty))) => {
-            match notify_fields(&ty, env.response_id, env.content) {
-                Ok(kind) => ServerFrame::Request(ClientRequest { id, kind }),
-                Err(message) => ServerFrame::BadRequest { id, message },
-            }
-        }
-        (Some(Scalar::Str(id)), _) => match (env.status.and_then(Scalar::into_u16), env.headers) {
-            (Some(status), headers @ (Some(Lenient::Valid(_)) | None)) => {
-                ServerFrame::Response(ServerResponse {
-                    id,
-                    status,
-                    headers: headers_or_empty(headers),
-                    body: non_null(env.body),
-                })
-            }
-            _ => ServerFrame::Junk,
+    match server(text) {
+        Server::Notify {
+            id,
+            response_id,
+            content,
+        } => match json(content) {
+            Some(content) => ServerFrame::Request(ClientRequest {
+                id,
+                kind: ClientRequestKind::AgentCompletionNotify {
+                    response_id,
+                    content,
+                },
+            }),
+            None => ServerFrame::Junk,
         },
-        _ => ServerFrame::Junk,
+        Server::BadRequest { id, message } => ServerFrame::BadRequest { id, message },
+        Server::Response(r) => match r.body.map(json) {
+            Some(None) => ServerFrame::Junk,
+            body => ServerFrame::Response(ServerResponse {
+                id: r.id,
+                status: r.head,
+                headers: r.headers.to_headers(),
+                body: body.flatten(),
+            }),
+        },
+        Server::Junk => ServerFrame::Junk,
     }
 }
 
@@ -84,8 +91,132 @@ pub fn classify_server(text: &str) -> ServerFrame<'_> {
 /// with exactly the keys `code` and `message` (PROTOCOL.md §2.2), so no chunk
 /// type can be mistaken for it.
 pub fn classify_client(text: &str) -> ClientFrame<'_> {
+    match client(text) {
+        Client::Response(r) => ClientFrame::Response(r),
+        Client::Request(r) => match r.body.map(json) {
+            Some(None) => ClientFrame::Junk,
+            body => ClientFrame::Request(ServerRequest {
+                id: r.id,
+                method: r.head,
+                headers: r.headers.to_headers(),
+                body: body.flatten(),
+            }),
+        },
+        Client::StreamError { code, message } => match json(message) {
+            Some(message) => ClientFrame::Error(ResponseError { code, message }),
+            None => ClientFrame::Junk,
+        },
+        Client::Chunk => ClientFrame::Chunk,
+        Client::Junk => ClientFrame::Junk,
+    }
+}
+
+/// Raw JSON text the scanner validated, as a [`Json`] (parsed again: only
+/// the public classification pays for it, never a session).
+fn json(raw: &str) -> Option<Json<'_>> {
+    serde_json::from_str::<&RawValue>(raw)
+        .ok()
+        .map(Json::borrowed)
+}
+
+/// A request or response envelope (PROTOCOL.md §3.2), fields borrowed from
+/// the frame and payloads left as raw JSON text. `H` is the method of a
+/// request or the status of a response.
+#[derive(Debug)]
+pub struct Http<'a, H> {
+    /// The request's id (a response echoes it).
+    pub id: Cow<'a, str>,
+    /// The method of a request, the status of a response.
+    pub head: H,
+    /// The header map, its strings checked.
+    pub headers: RawHeaders<'a>,
+    /// The body's raw JSON text; `None` when absent or `null`.
+    pub body: Option<&'a str>,
+}
+
+/// A frame a server receives while streaming, as a session reads it: the
+/// same rules as [`classify_server`], payloads left as raw JSON text (no
+/// second parse).
+#[derive(Debug)]
+pub enum Server<'a> {
+    /// A well-formed `agent_completion_notify`.
+    Notify {
+        /// The request's id.
+        id: Cow<'a, str>,
+        /// The agent completion it is for.
+        response_id: Cow<'a, str>,
+        /// A JSON string or array, as raw JSON text.
+        content: &'a str,
+    },
+    /// See [`ServerFrame::BadRequest`].
+    BadRequest {
+        /// The request's id, to answer.
+        id: Cow<'a, str>,
+        /// Why it was refused.
+        message: String,
+    },
+    /// A response to one of this side's server requests.
+    Response(Http<'a, u16>),
+    /// Anything else: dropped and counted.
+    Junk,
+}
+
+/// A frame a client receives, as a session reads it: the same rules as
+/// [`classify_client`], payloads left as raw JSON text (no second parse).
+#[derive(Debug)]
+pub enum Client<'a> {
+    /// The answer to one of this side's client requests.
+    Response(ClientResponse<'a>),
+    /// A request from the server.
+    Request(Http<'a, Cow<'a, str>>),
+    /// The `{code, message}` error frame: the stream failed.
+    StreamError {
+        /// An HTTP-style status code.
+        code: u16,
+        /// Any JSON, as raw JSON text.
+        message: &'a str,
+    },
+    /// Any other JSON object: a chunk.
+    Chunk,
+    /// Not a JSON object, or a malformed envelope: dropped and counted.
+    Junk,
+}
+
+/// Classifies a frame a server receives while streaming, without parsing
+/// its payloads twice: what a [`ServerSession`](crate::ServerSession) uses.
+pub fn server(text: &str) -> Server<'_> {
     let Some(env) = Envelope::parse(text) else {
-        return ClientFrame::Junk;
+        return Server::Junk;
+    };
+    match (env.id, env.ty) {
+        (Some(Scalar::Str(id)), Some(Scalar::Str(ty))) => {
+            match notify_fields(&ty, env.response_id, env.content) {
+                Ok((response_id, content)) => Server::Notify {
+                    id,
+                    response_id,
+                    content,
+                },
+                Err(message) => Server::BadRequest { id, message },
+            }
+        }
+        (Some(Scalar::Str(id)), _) => match (env.status.and_then(Scalar::into_u16), env.headers) {
+            (Some(status), headers @ (Some(Lenient::Valid(_)) | None)) => Server::Response(Http {
+                id,
+                head: status,
+                headers: headers_or_empty(headers),
+                body: non_null(env.body),
+            }),
+            _ => Server::Junk,
+        },
+        _ => Server::Junk,
+    }
+}
+
+/// Classifies a frame a client receives, without parsing its payloads
+/// twice: what a [`ClientSession`](crate::ClientSession) uses.
+pub fn client(text: &str) -> Client<'_> {
+    let Some(env) = Envelope::parse(text) else {
+        return Client::Junk;
     };
     let id_is_str = matches!(env.id, Some(Scalar::Str(_)));
     let ty = match &env.ty {
@@ -94,7 +225,7 @@ pub fn classify_client(text: &str) -> ClientFrame<'_> {
     };
     match ty {
         Some("ok") if id_is_str => {
-            return ClientFrame::Response(ClientResponse::Ok {
+            return Client::Response(ClientResponse::Ok {
                 id: take_str(env.id),
             });
         }
@@ -104,24 +235,24 @@ pub fn classify_client(text: &str) -> ClientFrame<'_> {
             // a string is unescaped, anything else kept as its JSON text.
             let message = env
                 .message
-                .map(|raw| unquote(raw).unwrap_or(Cow::Borrowed(raw.get())));
+                .map(|raw| unquote(raw).unwrap_or(Cow::Borrowed(raw)));
             return match (code, message) {
-                (Some(code), Some(message)) => ClientFrame::Response(ClientResponse::Error {
+                (Some(code), Some(message)) => Client::Response(ClientResponse::Error {
                     id: take_str(env.id),
                     code,
                     message,
                 }),
-                _ => ClientFrame::Junk,
+                _ => Client::Junk,
             };
         }
         _ => {}
     }
     if id_is_str && matches!(env.method, Some(Scalar::Str(_))) {
         return match env.headers {
-            Some(Lenient::Invalid) => ClientFrame::Junk,
-            headers => ClientFrame::Request(ServerRequest {
+            Some(Lenient::Invalid) => Client::Junk,
+            headers => Client::Request(Http {
                 id: take_str(env.id),
-                method: take_str(env.method),
+                head: take_str(env.method),
                 headers: headers_or_empty(headers),
                 body: non_null(env.body),
             }),
@@ -130,20 +261,16 @@ pub fn classify_client(text: &str) -> ClientFrame<'_> {
     if env.keys == 2 {
         if let (Some(code), Some(message)) = (env.code, env.message) {
             return match code.into_u16() {
-                Some(code) => ClientFrame::Error(ResponseError {
-                    code,
-                    message: Json::borrowed(message),
-                }),
-                None => ClientFrame::Junk,
+                Some(code) => Client::StreamError { code, message },
+                None => Client::Junk,
             };
         }
     }
-    ClientFrame::Chunk
+    Client::Chunk
 }
 
 /// The text of a raw JSON string, borrowed unless it has escapes.
-fn unquote(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let json = raw.get();
+fn unquote(json: &str) -> Option<Cow<'_, str>> {
     let inner = json.strip_prefix('"')?.strip_suffix('"')?;
     if inner.contains('\\') {
         serde_json::from_str::<String>(json).ok().map(Cow::Owned)
@@ -159,40 +286,34 @@ fn take_str(s: Option<Scalar<'_>>) -> Cow<'_, str> {
     }
 }
 
-fn headers_or_empty(h: Option<Lenient<Headers<'_>>>) -> Headers<'_> {
+fn headers_or_empty(h: Option<Lenient<RawHeaders<'_>>>) -> RawHeaders<'_> {
     match h {
         Some(Lenient::Valid(h)) => h,
-        _ => Headers::new(),
+        _ => RawHeaders::EMPTY,
     }
 }
 
-fn non_null(raw: Option<&RawValue>) -> Option<Json<'_>> {
-    raw.filter(|r| r.get() != "null").map(Json::borrowed)
+fn non_null(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|r| *r != "null")
 }
 
 fn notify_fields<'a>(
     ty: &str,
     response_id: Option<Scalar<'a>>,
-    content: Option<&'a RawValue>,
-) -> Result<ClientRequestKind<'a>, String> {
+    content: Option<&'a str>,
+) -> Result<(Cow<'a, str>, &'a str), String> {
     if ty != "agent_completion_notify" {
         return Err(format!("unknown client request type {ty:?}"));
     }
     let Some(Scalar::Str(response_id)) = response_id else {
         return Err("agent_completion_notify needs a string `response_id`".to_owned());
     };
-    match content.map(|c| c.get().trim_start().as_bytes().first()) {
-        Some(Some(b'"' | b'[')) => {}
+    match content {
+        Some(content) if content.starts_with(['"', '[']) => Ok((response_id, content)),
         _ => {
-            return Err(
-                "agent_completion_notify needs `content`: a string or an array of parts".to_owned(),
-            );
+            Err("agent_completion_notify needs `content`: a string or an array of parts".to_owned())
         }
     }
-    Ok(ClientRequestKind::AgentCompletionNotify {
-        response_id,
-        content: content.map(Json::borrowed).unwrap_or_default(),
-    })
 }
 
 /// A top-level value, as far as the classification rules care.
@@ -217,10 +338,13 @@ impl<'a> Scalar<'a> {
     /// so that a value no rule can use (a number beyond `f64`, a string
     /// with a lone surrogate escape) is `Other` instead of failing the
     /// whole frame.
-    fn of(raw: &'a RawValue) -> Self {
-        let text = raw.get();
+    fn of(raw: Raw<'a>) -> Self {
+        if let Some(plain) = raw.plain {
+            return Scalar::Str(Cow::Borrowed(plain));
+        }
+        let text = raw.json;
         match text.as_bytes().first() {
-            Some(b'"') => unquote(raw).map_or(Scalar::Other, Scalar::Str),
+            Some(b'"') => unquote(text).map_or(Scalar::Other, Scalar::Str),
             Some(b'0'..=b'9' | b'-') => text
                 .parse::<i64>()
                 .ok()
@@ -232,63 +356,6 @@ impl<'a> Scalar<'a> {
     }
 }
 
-impl<'de> Deserialize<'de> for Scalar<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'de RawValue>::deserialize(d).map(Scalar::of)
-    }
-}
-
-/// A header name: JSON object keys are always strings.
-struct HeaderName<'a>(Scalar<'a>);
-
-impl<'de> Deserialize<'de> for HeaderName<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(ScalarVisitor).map(HeaderName)
-    }
-}
-
-struct ScalarVisitor;
-
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Scalar::Int(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(u64::try_from(v).map_or(Scalar::Other, Scalar::Int))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Other)
-    }
-}
-
 /// A value that is either of the expected shape or recorded as not.
 #[derive(Debug)]
 enum Lenient<T> {
@@ -296,55 +363,65 @@ enum Lenient<T> {
     Invalid,
 }
 
-impl<'de> Deserialize<'de> for Lenient<Headers<'de>> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct HeadersVisitor;
-        impl<'de> Visitor<'de> for HeadersVisitor {
-            type Value = Lenient<Headers<'de>>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of strings")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut pairs = Vec::new();
-                let mut valid = true;
-                while let Some(HeaderName(k)) = map.next_key()? {
-                    match (k, map.next_value::<Scalar<'de>>()?) {
-                        (Scalar::Str(k), Scalar::Str(v)) if valid => pairs.push((k, v)),
-                        _ => valid = false,
-                    }
-                }
-                Ok(if valid {
-                    Lenient::Valid(Headers::from_pairs(pairs))
-                } else {
-                    Lenient::Invalid
-                })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                ScalarVisitor.visit_seq(seq).map(|_| Lenient::Invalid)
-            }
-            fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
-                Ok(Lenient::Invalid)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Lenient::Invalid)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Lenient::Invalid)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Lenient::Invalid)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Lenient::Invalid)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lenient::Invalid)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Lenient::Invalid)
-            }
+/// A `headers` object whose names and values are all strings, left as its
+/// raw text: its pairs are read when a view is made, not before.
+#[derive(Clone, Copy, Debug)]
+pub struct RawHeaders<'a> {
+    pub(crate) raw: &'a str,
+    len: usize,
+    /// No name or value has escapes: each is a slice of `raw` as it is.
+    pub(crate) plain: bool,
+}
+
+impl<'a> RawHeaders<'a> {
+    const EMPTY: Self = Self {
+        raw: "{}",
+        len: 0,
+        plain: true,
+    };
+
+    /// Judges a raw `headers` value: `None` when the whole frame must be
+    /// refused (a name serde_json cannot unescape), else valid or not.
+    fn read(raw: &'a str) -> Option<Lenient<Self>> {
+        let mut s = Scanner::new(raw);
+        if !s.open_object() {
+            return Some(Lenient::Invalid);
         }
-        d.deserialize_any(HeadersVisitor)
+        let mut len = 0;
+        let mut valid = true;
+        let mut plain = true;
+        while let Some((name, value)) = s.member(len == 0).ok()? {
+            valid &= matches!(Scalar::of(value), Scalar::Str(_));
+            plain &= matches!(name, Cow::Borrowed(_)) && value.plain.is_some();
+            len += 1;
+        }
+        Some(if valid {
+            Lenient::Valid(Self { raw, len, plain })
+        } else {
+            Lenient::Invalid
+        })
+    }
+
+    /// How many (name, value) pairs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pairs in wire order, unescaped.
+    pub fn pairs(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + use<'a> {
+        members(self.raw).map(|(k, v)| match Scalar::of(v) {
+            Scalar::Str(v) => (k, v),
+            _ => (k, Cow::Borrowed("")),
+        })
+    }
+
+    fn to_headers(self) -> Headers<'a> {
+        self.pairs().collect()
     }
 }
 
@@ -360,107 +437,42 @@ struct Envelope<'a> {
     method: Option<Scalar<'a>>,
     response_id: Option<Scalar<'a>>,
     /// Raw: a string in client responses, any JSON in the error frame.
-    message: Option<&'a RawValue>,
-    content: Option<&'a RawValue>,
-    body: Option<&'a RawValue>,
-    headers: Option<Lenient<Headers<'a>>>,
+    message: Option<&'a str>,
+    content: Option<&'a str>,
+    body: Option<&'a str>,
+    headers: Option<Lenient<RawHeaders<'a>>>,
+}
+
+/// Fills an empty slot; `None` if it was taken (a duplicated key).
+fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    slot.replace(value).is_none().then_some(())
 }
 
 impl<'a> Envelope<'a> {
     /// Parses a JSON object; `None` for anything else, or a duplicated key
     /// the rules look at (an ambiguous frame is never guessed at).
     fn parse(text: &'a str) -> Option<Self> {
-        // Most junk is not an object: skip building serde's error for it.
-        if !text.trim_start().starts_with('{') {
+        let mut s = Scanner::new(text);
+        if !s.open_object() {
             return None;
         }
-        serde_json::from_str::<Envelope<'a>>(text).ok()
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Key {
-    Id,
-    Type,
-    Status,
-    Code,
-    Method,
-    ResponseId,
-    Message,
-    Content,
-    Body,
-    Headers,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(match v {
-                    "id" => Key::Id,
-                    "type" => Key::Type,
-                    "status" => Key::Status,
-                    "code" => Key::Code,
-                    "method" => Key::Method,
-                    "response_id" => Key::ResponseId,
-                    "message" => Key::Message,
-                    "content" => Key::Content,
-                    "body" => Key::Body,
-                    "headers" => Key::Headers,
-                    _ => Key::Other,
-                })
+        let mut env = Envelope::default();
+        while let Some((key, raw)) = s.member(env.keys == 0).ok()? {
+            env.keys += 1;
+            match &*key {
+                "id" => set(&mut env.id, Scalar::of(raw))?,
+                "type" => set(&mut env.ty, Scalar::of(raw))?,
+                "status" => set(&mut env.status, Scalar::of(raw))?,
+                "code" => set(&mut env.code, Scalar::of(raw))?,
+                "method" => set(&mut env.method, Scalar::of(raw))?,
+                "response_id" => set(&mut env.response_id, Scalar::of(raw))?,
+                "message" => set(&mut env.message, raw.json)?,
+                "content" => set(&mut env.content, raw.json)?,
+                "body" => set(&mut env.body, raw.json)?,
+                "headers" => set(&mut env.headers, RawHeaders::read(raw.json)?)?,
+                _ => {}
             }
         }
-        d.deserialize_identifier(KeyVisitor)
-    }
-}
-
-fn set<T, E: de::Error>(slot: &mut Option<T>, value: T, key: &'static str) -> Result<(), E> {
-    if slot.replace(value).is_some() {
-        return Err(E::duplicate_field(key));
-    }
-    Ok(())
-}
-
-impl<'de> Deserialize<'de> for Envelope<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EnvelopeVisitor;
-        impl<'de> Visitor<'de> for EnvelopeVisitor {
-            type Value = Envelope<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut env = Envelope::default();
-                while let Some(key) = map.next_key::<Key>()? {
-                    env.keys += 1;
-                    match key {
-                        Key::Id => set(&mut env.id, map.next_value()?, "id")?,
-                        Key::Type => set(&mut env.ty, map.next_value()?, "type")?,
-                        Key::Status => set(&mut env.status, map.next_value()?, "status")?,
-                        Key::Code => set(&mut env.code, map.next_value()?, "code")?,
-                        Key::Method => set(&mut env.method, map.next_value()?, "method")?,
-                        Key::ResponseId => {
-                            set(&mut env.response_id, map.next_value()?, "response_id")?;
-                        }
-                        Key::Message => set(&mut env.message, map.next_value()?, "message")?,
-                        Key::Content => set(&mut env.content, map.next_value()?, "content")?,
-                        Key::Body => set(&mut env.body, map.next_value()?, "body")?,
-                        Key::Headers => set(&mut env.headers, map.next_value()?, "headers")?,
-                        Key::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(env)
-            }
-        }
-        d.deserialize_map(EnvelopeVisitor)
+        s.at_end().then_some(env)
     }
 }

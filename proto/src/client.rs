@@ -1,12 +1,13 @@
 //! The client session (PROTOCOL.md §2 and §3, from the SDK's side).
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::classify::{ClientFrame, classify_client};
+use crate::classify::{self, Client, Http};
 use crate::config::Config;
 use crate::core::{Core, Phase, Role, RoleEvent};
 use crate::engine::Engine;
@@ -16,7 +17,7 @@ use crate::ids::RandomSource;
 use crate::received::{Head as ViewHead, ReceivedServerRequest, Span, header_spans};
 use crate::requests::{Admission, Incoming, Outgoing};
 use crate::stats::Stats;
-use crate::wire::{ClientResponse, Frame, Head, Headers, ResponseError, ServerRequest};
+use crate::wire::{ClientResponse, Frame, Head, Headers, Json, ResponseError};
 
 /// Something the client application must act on or may observe.
 ///
@@ -229,12 +230,12 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
 
     fn on_text(&mut self, frame: T) {
         let text = frame.as_ref();
-        match classify_client(text) {
-            ClientFrame::Chunk => {
+        match classify::client(text) {
+            Client::Chunk => {
                 self.core.stats.chunks += 1;
                 self.core.events.push_back(ClientEvent::Chunk(frame));
             }
-            ClientFrame::Response(response) => {
+            Client::Response(response) => {
                 let Some((id, token)) = self.sent.take(response.id()) else {
                     self.core.stats.unknown_responses += 1;
                     return;
@@ -249,7 +250,7 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
                     .events
                     .push_back(ended(id, token, Outcome::Answered(result)));
             }
-            ClientFrame::Request(request) => {
+            Client::Request(request) => {
                 match self
                     .received
                     .admit(&request.id, || Ok::<(), Infallible>(()))
@@ -270,13 +271,17 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
                     }
                 }
             }
-            ClientFrame::Error(error) if !self.failed => {
+            Client::StreamError { code, message } if !self.failed => {
                 self.failed = true;
-                self.core
-                    .events
-                    .push_back(ClientEvent::StreamFailed(error.into_owned()));
+                // The scanner validated the message: it parses again.
+                let message = RawValue::from_string(message.to_owned()).unwrap_or_default();
+                let error = ResponseError {
+                    code,
+                    message: Json::owned(message),
+                };
+                self.core.events.push_back(ClientEvent::StreamFailed(error));
             }
-            ClientFrame::Error(_) | ClientFrame::Junk => self.core.stats.junk_frames += 1,
+            Client::StreamError { .. } | Client::Junk => self.core.stats.junk_frames += 1,
         }
     }
 
@@ -289,12 +294,12 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
 /// The view of a server request, once its frame's text is handed over.
 fn request_view<T: AsRef<str>>(
     text: &str,
-    request: ServerRequest<'_>,
+    request: Http<'_, Cow<'_, str>>,
 ) -> impl FnOnce(T) -> ReceivedServerRequest<T> + use<T> {
     let id = Span::of_cow(text, request.id);
-    let method = Span::of_cow(text, request.method);
+    let method = Span::of_cow(text, request.head);
     let headers = header_spans(text, request.headers);
-    let body = request.body.map(|b| Span::of(text, b.get()));
+    let body = request.body.map(|b| Span::of(text, b));
     move |frame| ReceivedServerRequest::new(frame, id, ViewHead::Method(method), headers, body)
 }
 

@@ -84,6 +84,7 @@ mod queue;
 mod received;
 mod registry;
 mod requests;
+mod scan;
 mod server;
 mod stats;
 #[cfg(feature = "testing")]
@@ -99,7 +100,8 @@ pub use error::{Error, Outcome, Refused, RequestError};
 pub use frame::{CloseCode, EndReason, Inbound, Transmit};
 pub use ids::{RandomSource, SeededRandom, mint_id};
 pub use received::{
-    ReceivedHttp, ReceivedRequest, ReceivedResponse, ReceivedServerRequest, RequestKind,
+    HeaderPairs, ReceivedHttp, ReceivedRequest, ReceivedResponse, ReceivedServerRequest,
+    RequestKind,
 };
 pub use registry::{ConnectionId, Registered, Registry, RegistryError, RegistryLimits};
 pub use server::{ServerEvent, ServerSession};

@@ -12,6 +12,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::classify::RawHeaders;
+use crate::scan::{Members, members};
 use crate::wire::{ClientRequest, ClientRequestKind, Headers, Json, ServerRequest, ServerResponse};
 
 /// Where a string field of a frame is: a range of the frame's text, or its
@@ -49,14 +51,85 @@ impl Span {
     }
 }
 
-/// The pairs of a header map, as spans; the `Vec` of the parsed map is
-/// reused (its pairs have the same size), so this allocates nothing.
-pub(crate) fn header_spans(text: &str, headers: Headers<'_>) -> Vec<(Span, Span)> {
-    headers
-        .into_pairs()
-        .into_iter()
-        .map(|(k, v)| (Span::of_cow(text, k), Span::of_cow(text, v)))
-        .collect()
+/// Where a header map's pairs are.
+#[derive(Clone, Debug)]
+pub(crate) enum HeaderSpans {
+    /// The map's raw object in the frame, `(start, end)`, when no name or
+    /// value has escapes (the usual case): read in place, no allocation.
+    Plain { at: (usize, usize), len: usize },
+    /// Each pair's spans.
+    Pairs(Vec<(Span, Span)>),
+}
+
+/// Where the pairs of a header map are: the map itself when its strings
+/// have no escapes, else each pair.
+pub(crate) fn header_spans(text: &str, headers: RawHeaders<'_>) -> HeaderSpans {
+    match Span::of(text, headers.raw) {
+        Span::At(start, end) if headers.plain && !headers.is_empty() => HeaderSpans::Plain {
+            at: (start, end),
+            len: headers.len(),
+        },
+        _ if headers.is_empty() => HeaderSpans::Pairs(Vec::new()),
+        _ => HeaderSpans::Pairs(
+            headers
+                .pairs()
+                .map(|(k, v)| (Span::of_cow(text, k), Span::of_cow(text, v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The pairs of a [`ReceivedHttp`]'s header map, in wire order.
+#[derive(Clone)]
+pub struct HeaderPairs<'a>(PairsRepr<'a>);
+
+#[derive(Clone)]
+enum PairsRepr<'a> {
+    Plain {
+        members: Members<'a>,
+        left: usize,
+    },
+    Pairs {
+        pairs: std::slice::Iter<'a, (Span, Span)>,
+        text: &'a str,
+    },
+}
+
+impl<'a> Iterator for HeaderPairs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            PairsRepr::Plain { members, left } => {
+                let (name, value) = members.next()?;
+                *left -= 1;
+                match name {
+                    Cow::Borrowed(name) => Some((name, value.plain.unwrap_or_default())),
+                    // Never: a plain map's names have no escapes.
+                    Cow::Owned(_) => None,
+                }
+            }
+            PairsRepr::Pairs { pairs, text } => {
+                pairs.next().map(|(k, v)| (k.get(text), v.get(text)))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = match &self.0 {
+            PairsRepr::Plain { left, .. } => *left,
+            PairsRepr::Pairs { pairs, .. } => pairs.len(),
+        };
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for HeaderPairs<'_> {}
+
+impl fmt::Debug for HeaderPairs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.clone()).finish()
+    }
 }
 
 fn json_of(raw: &str) -> Json<'static> {
@@ -182,7 +255,7 @@ pub struct ReceivedHttp<T = String> {
     pub(crate) text: T,
     pub(crate) id: Span,
     pub(crate) head: Head,
-    pub(crate) headers: Vec<(Span, Span)>,
+    pub(crate) headers: HeaderSpans,
     pub(crate) body: Option<Span>,
 }
 
@@ -199,7 +272,7 @@ impl<T: AsRef<str>> ReceivedHttp<T> {
         text: T,
         id: Span,
         head: Head,
-        headers: Vec<(Span, Span)>,
+        headers: HeaderSpans,
         body: Option<Span>,
     ) -> Self {
         Self {
@@ -233,9 +306,18 @@ impl<T: AsRef<str>> ReceivedHttp<T> {
     }
 
     /// The headers in wire order (duplicates kept as they came).
-    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+    pub fn headers(&self) -> HeaderPairs<'_> {
         let text = self.text.as_ref();
-        self.headers.iter().map(|(k, v)| (k.get(text), v.get(text)))
+        HeaderPairs(match &self.headers {
+            HeaderSpans::Plain { at, len } => PairsRepr::Plain {
+                members: members(text.get(at.0..at.1).unwrap_or_default()),
+                left: *len,
+            },
+            HeaderSpans::Pairs(pairs) => PairsRepr::Pairs {
+                pairs: pairs.iter(),
+                text,
+            },
+        })
     }
 
     /// The first value of header `name`, compared ASCII case-insensitively.

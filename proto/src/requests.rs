@@ -14,12 +14,88 @@ use hashbrown::hash_table::Entry;
 use crate::error::{Error, Outcome};
 use crate::ids::{RandomSource, fresh, mint_id};
 
+/// How a table keeps its ids: as the `String` minted for a sent request,
+/// or inline for a received one (no allocation per request).
+pub(crate) trait Id {
+    fn new(id: &str) -> Self;
+    fn as_str(&self) -> &str;
+    fn into_string(self) -> String;
+    fn is(&self, id: &str) -> bool {
+        self.as_str() == id
+    }
+}
+
+impl Id for String {
+    fn new(id: &str) -> Self {
+        id.to_owned()
+    }
+    fn as_str(&self) -> &str {
+        self
+    }
+    fn into_string(self) -> String {
+        self
+    }
+}
+
+/// A string kept inline when it is short (ids and response ids on the wire
+/// are: a UUID is 36 bytes), on the heap otherwise.
+#[derive(Clone, Debug)]
+pub(crate) enum SmallStr {
+    Inline {
+        len: u8,
+        bytes: [u8; SmallStr::INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl SmallStr {
+    const INLINE: usize = 46;
+}
+
+impl Id for SmallStr {
+    fn new(s: &str) -> Self {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                if let Some(inline) = bytes.get_mut(..s.len()) {
+                    inline.copy_from_slice(s.as_bytes());
+                }
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(s.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `str` whole: always UTF-8.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(bytes.get(..usize::from(*len)).unwrap_or_default())
+                    .unwrap_or_default()
+            }
+            Self::Heap(s) => s,
+        }
+    }
+
+    fn into_string(self) -> String {
+        self.as_str().to_owned()
+    }
+
+    /// Compared as bytes: no UTF-8 check.
+    fn is(&self, s: &str) -> bool {
+        match self {
+            Self::Inline { len, bytes } => bytes.get(..usize::from(*len)) == Some(s.as_bytes()),
+            Self::Heap(h) => **h == *s,
+        }
+    }
+}
+
 #[derive(Debug)]
-struct Slot<V> {
+struct Slot<V, I> {
     /// The id's hash, kept so that growing the table does not hash every
     /// id again.
     hash: u64,
-    id: String,
+    id: I,
     seq: u64,
     deadline: Option<Instant>,
     value: V,
@@ -29,15 +105,15 @@ struct Slot<V> {
 /// table uses std's randomly keyed SipHash, which stays fast under
 /// adversarial keys; each id is hashed once, when it arrives.
 #[derive(Debug)]
-pub(crate) struct Pending<V> {
-    slots: HashTable<Slot<V>>,
+pub(crate) struct Pending<V, I = String> {
+    slots: HashTable<Slot<V, I>>,
     hasher: RandomState,
     /// `(deadline, seq)` of every request that has one: the earliest first.
     deadlines: BTreeSet<(Instant, u64)>,
     next_seq: u64,
 }
 
-impl<V> Pending<V> {
+impl<V, I: Id> Pending<V, I> {
     pub(crate) fn new() -> Self {
         Self {
             slots: HashTable::new(),
@@ -63,9 +139,9 @@ impl<V> Pending<V> {
         self.find(id).map(|slot| &slot.value)
     }
 
-    fn find(&self, id: &str) -> Option<&Slot<V>> {
+    fn find(&self, id: &str) -> Option<&Slot<V, I>> {
         self.slots
-            .find(self.hasher.hash_one(id), |slot| slot.id == id)
+            .find(self.hasher.hash_one(id), |slot| slot.id.is(id))
     }
 
     /// A fresh id (see [`mint_id`]) that is not in flight.
@@ -93,7 +169,7 @@ impl<V> Pending<V> {
         let hash = self.hasher.hash_one(id);
         let Entry::Vacant(entry) =
             self.slots
-                .entry(hash, |slot| slot.id == id, |slot: &Slot<V>| slot.hash)
+                .entry(hash, |slot| slot.id.is(id), |slot: &Slot<V, I>| slot.hash)
         else {
             return Ok(false);
         };
@@ -105,7 +181,7 @@ impl<V> Pending<V> {
         }
         entry.insert(Slot {
             hash,
-            id: id.to_owned(),
+            id: I::new(id),
             seq,
             deadline,
             value,
@@ -123,13 +199,13 @@ impl<V> Pending<V> {
         let hash = self.hasher.hash_one(id);
         let (slot, _) = self
             .slots
-            .find_entry(hash, |slot| slot.id == id)
+            .find_entry(hash, |slot| slot.id.is(id))
             .ok()?
             .remove();
         if let Some(d) = slot.deadline {
             self.deadlines.remove(&(d, slot.seq));
         }
-        Some((slot.id, slot.value))
+        Some((slot.id.into_string(), slot.value))
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -152,7 +228,9 @@ impl<V> Pending<V> {
                 self.deadlines.remove(&(d, slot.seq));
             }
         }
-        due.into_iter().map(|slot| (slot.id, slot.value)).collect()
+        due.into_iter()
+            .map(|slot| (slot.id.into_string(), slot.value))
+            .collect()
     }
 
     /// Ends every request, in arrival order.
@@ -160,7 +238,9 @@ impl<V> Pending<V> {
         self.deadlines.clear();
         let mut all: Vec<_> = self.slots.drain().collect();
         all.sort_unstable_by_key(|slot| slot.seq);
-        all.into_iter().map(|slot| (slot.id, slot.value)).collect()
+        all.into_iter()
+            .map(|slot| (slot.id.into_string(), slot.value))
+            .collect()
     }
 }
 
@@ -169,7 +249,7 @@ impl<V> Pending<V> {
 /// the ids: a repeat is refused, and the cap is checked as it arrives.
 #[derive(Debug)]
 pub(crate) struct Incoming<V> {
-    pending: Pending<V>,
+    pending: Pending<V, SmallStr>,
     cap: usize,
 }
 
@@ -311,13 +391,13 @@ impl<K> Outgoing<K> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pending;
+    use super::{Id, Pending, SmallStr};
     use std::time::{Duration, Instant};
 
     #[test]
     fn pending_requests_end_exactly_once() {
         let t0 = Instant::now();
-        let mut p = Pending::new();
+        let mut p: Pending<_> = Pending::new();
         assert!(p.insert("a", Some(t0 + Duration::from_secs(2)), 1));
         assert!(p.insert("b", Some(t0 + Duration::from_secs(1)), 2));
         assert!(p.insert("c", None, 3));
@@ -335,7 +415,7 @@ mod tests {
     #[test]
     fn expiry_orders_by_deadline_then_arrival() {
         let t0 = Instant::now();
-        let mut p = Pending::new();
+        let mut p: Pending<_> = Pending::new();
         let late = t0 + Duration::from_secs(2);
         p.insert("x", Some(late), ());
         p.insert("y", Some(t0 + Duration::from_secs(1)), ());
@@ -343,5 +423,31 @@ mod tests {
         let ids: Vec<_> = p.expire(late).into_iter().map(|(id, ())| id).collect();
         assert_eq!(ids, ["y", "x", "z"]);
         assert_eq!(p.next_deadline(), None);
+    }
+
+    #[test]
+    fn received_ids_are_inline_up_to_46_bytes_and_compare_as_themselves() {
+        for id in [
+            "",
+            "c-1",
+            "é",
+            &"x".repeat(46),
+            &"y".repeat(47),
+            &"z".repeat(300),
+        ] {
+            let small = SmallStr::new(id);
+            assert_eq!(
+                matches!(small, SmallStr::Inline { .. }),
+                id.len() <= 46,
+                "{id}"
+            );
+            assert!(small.is(id) && small.as_str() == id);
+            assert!(!small.is(&format!("{id}!")));
+            assert_eq!(small.into_string(), id);
+        }
+        let mut p: Pending<u8, SmallStr> = Pending::new();
+        assert!(p.insert("c-1", None, 1));
+        assert!(!p.insert("c-1", None, 2), "duplicate ids are refused");
+        assert_eq!(p.remove_entry("c-1"), Some(("c-1".to_owned(), 1)));
     }
 }

@@ -1,13 +1,14 @@
 //! The server session (PROTOCOL.md §2, §3, §5, §6): the API side of one
 //! WebSocket connection.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::classify::{ServerFrame, classify_server};
+use crate::classify::{self, Http, Server};
 use crate::config::Config;
 use crate::core::{Core, Phase, Role, RoleEvent};
 use crate::emitted::EmittedIds;
@@ -18,11 +19,9 @@ use crate::ids::RandomSource;
 use crate::received::{
     Head as ViewHead, Kind, ReceivedRequest, ReceivedResponse, Span, header_spans,
 };
-use crate::requests::{Admission, Incoming, Outgoing};
+use crate::requests::{Admission, Id, Incoming, Outgoing, SmallStr};
 use crate::stats::Stats;
-use crate::wire::{
-    ClientRequest, ClientRequestKind, Frame, Head, Headers, ResponseError, ServerResponse,
-};
+use crate::wire::{Frame, Head, Headers, ResponseError};
 
 /// Something the server application must act on or may observe.
 ///
@@ -103,7 +102,7 @@ pub struct ServerSession<T: AsRef<str> = String, K = ()> {
     state: State,
     emitted: EmittedIds,
     /// Accepted client requests; the value is their `response_id`.
-    received: Incoming<Box<str>>,
+    received: Incoming<SmallStr>,
     /// Server requests sent, with their tokens.
     sent: Outgoing<K>,
 }
@@ -376,7 +375,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
         let Some(response_id) = self.received.get(id) else {
             return Err(Error::UnknownRequest);
         };
-        let reply = match result(response_id) {
+        let reply = match result(response_id.as_str()) {
             Ok(()) => Frame::ok(id),
             Err(e) => Frame::error_reply(id, e.code, &e.message),
         };
@@ -446,11 +445,15 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
 
     fn on_envelope(&mut self, frame: T) {
         let text = frame.as_ref();
-        match classify_server(text) {
-            ServerFrame::Junk => self.core.stats.junk_frames += 1,
-            ServerFrame::BadRequest { id, message } => self.refuse(&id, 400, &message),
-            ServerFrame::Request(request) => {
-                if let Some((id, kind)) = self.admit(text, request) {
+        match classify::server(text) {
+            Server::Junk => self.core.stats.junk_frames += 1,
+            Server::BadRequest { id, message } => self.refuse(&id, 400, &message),
+            Server::Notify {
+                id,
+                response_id,
+                content,
+            } => {
+                if let Some((id, kind)) = self.admit(text, id, response_id, content) {
                     let request = ReceivedRequest {
                         text: frame,
                         id,
@@ -459,7 +462,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
                     self.core.events.push_back(ServerEvent::Request(request));
                 }
             }
-            ServerFrame::Response(response) => {
+            Server::Response(response) => {
                 let Some((id, token)) = self.sent.take(&response.id) else {
                     self.core.stats.unknown_responses += 1;
                     return;
@@ -501,15 +504,17 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
     }
 
     /// Takes a client request in, or answers it at once (409, 404, 429).
-    fn admit(&mut self, text: &str, request: ClientRequest<'_>) -> Option<(Span, Kind)> {
-        let ClientRequestKind::AgentCompletionNotify {
-            response_id,
-            content,
-        } = request.kind;
+    fn admit(
+        &mut self,
+        text: &str,
+        id: Cow<'_, str>,
+        response_id: Cow<'_, str>,
+        content: &str,
+    ) -> Option<(Span, Kind)> {
         let max = self.core.config.max_client_requests;
         let draining = matches!(self.state, State::Draining { .. });
         let emitted = &self.emitted;
-        let admitted = self.received.admit(&request.id, || {
+        let admitted = self.received.admit(&id, || {
             if draining {
                 Err(no_longer_running(&response_id))
             } else if !emitted.contains(&response_id) {
@@ -518,23 +523,20 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
                     shortened(&response_id)
                 ))
             } else {
-                Ok(Box::<str>::from(response_id.as_ref()))
+                Ok(SmallStr::new(&response_id))
             }
         });
         let (code, message) = match admitted {
             Ok(()) => {
                 let kind = Kind::Notify {
-                    content: Span::of(text, content.get()),
+                    content: Span::of(text, content),
                     response_id: Span::of_cow(text, response_id),
                 };
-                return Some((Span::of_cow(text, request.id), kind));
+                return Some((Span::of_cow(text, id), kind));
             }
             Err(Admission::Duplicate) => (
                 409,
-                format!(
-                    "request id {:?} is already in flight",
-                    shortened(&request.id)
-                ),
+                format!("request id {:?} is already in flight", shortened(&id)),
             ),
             Err(Admission::Refused(message)) => (404, message),
             Err(Admission::Full) => (
@@ -542,7 +544,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
                 format!("too many client requests in flight (limit {max})"),
             ),
         };
-        self.refuse(&request.id, code, &message);
+        self.refuse(&id, code, &message);
         None
     }
 
@@ -570,7 +572,7 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
     /// ever; pending server requests end with the session.
     fn end(&mut self, now: Instant, error_frame: Option<String>, code: CloseCode) {
         for (id, response_id) in self.received.drain() {
-            self.refuse(&id, 404, &no_longer_running(&response_id));
+            self.refuse(&id, 404, &no_longer_running(response_id.as_str()));
         }
         if let Some(frame) = error_frame {
             self.core.push(frame);
@@ -583,12 +585,12 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
 /// The view of a server response, once its frame's text is handed over.
 fn response_view<T: AsRef<str>>(
     text: &str,
-    response: ServerResponse<'_>,
+    response: Http<'_, u16>,
 ) -> impl FnOnce(T) -> ReceivedResponse<T> + use<T> {
     let id = Span::of_cow(text, response.id);
     let headers = header_spans(text, response.headers);
-    let body = response.body.map(|b| Span::of(text, b.get()));
-    let status = response.status;
+    let body = response.body.map(|b| Span::of(text, b));
+    let status = response.head;
     move |frame| ReceivedResponse::new(frame, id, ViewHead::Status(status), headers, body)
 }
 

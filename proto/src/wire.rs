@@ -175,17 +175,6 @@ impl<'a> Headers<'a> {
             .chain(packed)
     }
 
-    /// The (name, value) pairs, taking the parsed map's own `Vec` as it is.
-    pub(crate) fn into_pairs(self) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
-        match self.0 {
-            Repr::Pairs(pairs) => pairs,
-            Repr::Packed { .. } => self
-                .iter()
-                .map(|(k, v)| (Cow::Owned(k.to_owned()), Cow::Owned(v.to_owned())))
-                .collect(),
-        }
-    }
-
     /// Detaches the map from the frame it was parsed from.
     pub fn into_owned(self) -> Headers<'static> {
         if let Repr::Packed { buf, ends } = self.0 {

@@ -1155,17 +1155,16 @@ fn any_owned_text_type_can_carry_the_frames() {
     assert_eq!(s.poll_event(), Some(ServerEvent::Body(body)));
 }
 
-#[test]
-fn server_response_event_views_status_headers_and_body() {
+/// Sends a server request and answers it with `answer(id)`: the response
+/// the session hands out, and the request's id.
+fn answered(answer: impl Fn(&str) -> String) -> (wirestream_proto::ReceivedResponse, String) {
     let mut t = streaming();
     let id =
         t.s.send_server_request(t.now, "GET", &Headers::new(), None, None, ())
             .map_err(|r| r.error)
             .unwrap();
     t.out();
-    let frame =
-        format!(r#"{{"id":"{id}","status":201,"headers":{{"a":"1","b":"x\ny"}},"body":[1,2]}}"#);
-    t.text(&frame);
+    t.text(&answer(&id));
     let [
         ServerEvent::ServerRequestEnded {
             outcome: Outcome::Answered(r),
@@ -1175,12 +1174,38 @@ fn server_response_event_views_status_headers_and_body() {
     else {
         panic!()
     };
+    (r, id)
+}
+
+#[test]
+fn server_response_event_views_status_headers_and_body() {
+    let (r, id) = answered(|id| {
+        format!(r#"{{"id":"{id}","status":201,"headers":{{"a":"1","b":"x\ny"}},"body":[1,2]}}"#)
+    });
     assert_eq!(r.id(), id);
     assert_eq!(r.status(), Some(201));
     assert_eq!(r.method(), None);
     assert_eq!(r.headers().collect::<Vec<_>>(), [("a", "1"), ("b", "x\ny")]);
     assert_eq!(r.body(), Some("[1,2]"));
     assert_eq!(r.to_response().unwrap().status, 201);
+}
+
+#[test]
+fn response_headers_without_escapes_are_read_in_place() {
+    let (r, _) = answered(|id| {
+        format!(
+            r#"{{"id":"{id}","status":200,"headers":{{ "content-type" : "application/json","x-a":"" }}}}"#
+        )
+    });
+    let headers = r.headers();
+    assert_eq!(headers.len(), 2);
+    let pairs: Vec<_> = headers.collect();
+    assert_eq!(pairs, [("content-type", "application/json"), ("x-a", "")]);
+    let text = r.text().as_bytes().as_ptr_range();
+    for (name, value) in pairs {
+        assert!(text.contains(&name.as_ptr()) && text.contains(&value.as_ptr()));
+    }
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
 }
 
 // ---- tokens: each server request ends once, with its token ----
