@@ -127,6 +127,22 @@ impl<R: Runtime> TestServer<R> {
         H: FnOnce(B, Session) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
+        Self::start_tuned(rt, config, handler, |_| {}).await
+    }
+
+    /// [`start`](Self::start), calling `tune` on each accepted connection's
+    /// stream before its handshake (to set socket options, see [`Sockets`]).
+    pub async fn start_tuned<B, H, Fut>(
+        rt: &R,
+        config: Config,
+        handler: H,
+        tune: fn(&R::Stream),
+    ) -> Self
+    where
+        B: DeserializeOwned + Send + 'static,
+        H: FnOnce(B, Session) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
         let listener = Listener::bind(rt.clone(), "127.0.0.1:0".parse().expect("an address"))
             .await
             .expect("bind");
@@ -137,6 +153,7 @@ impl<R: Runtime> TestServer<R> {
         let (ends_tx, ends) = mpsc::unbounded();
         let accept = async move {
             while let Ok((stream, _)) = listener.accept().await {
+                tune(&stream);
                 let (server, handler, ends_tx) = (server.clone(), handler.clone(), ends_tx.clone());
                 server.runtime().clone().spawn(async move {
                     if let Ok(ws) = server.accept(stream, only_path(PATH)).await {
