@@ -21,7 +21,7 @@
 //! | 1,000 resets in waves of 100, each with ids, a bridge request and a notify or a server request pending | `TransportLost` each; nothing left |
 //! | the handler fails, a notify unanswered | `404` reply, error frame, `Close(1011)` |
 //! | the handler panics, a notify unanswered, another session streaming | `404` reply, `500` error frame, `Close(1011)`; the other session streams on |
-//! | a requester dropped while its request is pending | the late answer dropped quietly; the next request goes out |
+//! | a requester dropped while its request is pending (`Registry::request`, `Session::request`) | the late answer dropped quietly, or the deadline passes; the next request goes out |
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use wirestream_proto::CloseCode;
 use wirestream_runtime::{
     Client, Config, EndReason, HandlerResult, HttpRequest, IncomingRequest, RequestFailed,
-    ResponseError, Runtime, Session,
+    Requests, ResponseError, Runtime, Session,
 };
 use wirestream_tests::{
     Counted, PATIENCE, Raw, Sockets, TestServer, eventually, on_both_runtimes, patiently, reset,
@@ -49,6 +49,7 @@ on_both_runtimes!(
     handler_error_answers_pending_notify_404_then_1011,
     handler_panic_answers_1011_and_server_survives,
     dropped_requester_leaves_no_pending_request,
+    dropped_session_requester_frees_its_slot,
 );
 
 /// Longer than any wait of a scenario: a timeout this long never ends a
@@ -155,10 +156,40 @@ async fn faults<R: Runtime>(
             let _ = session.request(HttpRequest::new("POST")).await;
             std::future::pending().await
         }
+        Some("abandon") => {
+            abandon(&mut session, &mut requests).await?;
+            std::future::pending().await
+        }
         Some("fail") => Err(ResponseError::new(503, "upstream gone")),
         Some("panic") => panic!("the handler panicked on purpose"),
         _ => Ok(()),
     }
+}
+
+/// Asks the client (a server request), and stops waiting when a notify
+/// comes (answered `ok`); at the next notify (answered `ok`), asks again
+/// and sends the answer's status in a chunk.
+async fn abandon(session: &mut Session, requests: &mut Requests) -> HandlerResult {
+    let unexpected = || ResponseError::new(500, "unexpected");
+    {
+        let asked = pin!(session.request(HttpRequest::new("POST")));
+        match select(asked, pin!(requests.recv())).await {
+            Either::Right((Some(notify), _)) => notify.respond(Ok(())),
+            _ => return Err(unexpected()),
+        }
+    }
+    requests
+        .recv()
+        .await
+        .ok_or_else(unexpected)?
+        .respond(Ok(()));
+    let answer = session.request(HttpRequest::new("POST")).await;
+    let status = answer.map_err(|_| unexpected())?.status();
+    let chunk = json!({"id": "agc-1", "status": status});
+    session
+        .send(&chunk, ["agc-1"])
+        .await
+        .map_err(|_| unexpected())
 }
 
 /// A server running [`faulty`] on a runtime that counts its tasks.
@@ -528,4 +559,51 @@ where
         }
     })
     .await;
+}
+
+/// The next `n` frames, sorted: server requests (`"method"`) first.
+async fn frames<R: Runtime>(raw: &mut Raw<R>, n: usize) -> Vec<Value> {
+    let mut frames = Vec::new();
+    for _ in 0..n {
+        frames.push(raw.expect_json().await);
+    }
+    frames.sort_by_key(|frame| frame.get("method").is_none());
+    frames
+}
+
+/// A handler that stops waiting for its own server request
+/// (`Session::request` dropped): with room for one pending request, its
+/// next one goes out once the client answered the first (the late answer
+/// dropped quietly, not counted as unknown), and gets its answer.
+async fn dropped_session_requester_frees_its_slot<R: Sockets>(rt: R) {
+    let rt = Counted::new(rt);
+    let mut config = patient_config();
+    config.max_server_requests = 1;
+    let (mut server, probe) = start(&rt, config).await;
+    let mut raw = raw(&rt, &server).await;
+    raw.text(&json!({"name": "s-abandon", "then": "abandon"}).to_string())
+        .await;
+    // Its chunk and its request, in either order.
+    let first = frames(&mut raw, 2).await;
+    assert_eq!(first[1]["n"], 0, "{first:?}");
+    raw.text(&notify("nt-1")).await;
+    assert_eq!(raw.expect_json().await, json!({"type": "ok", "id": "nt-1"}));
+    // The requester has gone: the answer is late.
+    raw.text(&json!({"id": first[0]["id"], "status": 200}).to_string())
+        .await;
+    raw.text(&notify("nt-2")).await;
+    let second = frames(&mut raw, 2).await;
+    assert_eq!(second[1], json!({"type": "ok", "id": "nt-2"}));
+    assert_ne!(second[0]["id"], first[0]["id"]);
+    raw.text(&json!({"id": second[0]["id"], "status": 201}).to_string())
+        .await;
+    assert_eq!(
+        raw.expect_json().await,
+        json!({"id": "agc-1", "status": 201})
+    );
+    raw.reset();
+    let served = server.next_served().await;
+    assert_eq!(served.end, EndReason::TransportLost);
+    assert_eq!(served.stats.unknown_responses, 0, "{:?}", served.stats);
+    nothing_left(&rt, &mut server, &probe, 0).await;
 }
