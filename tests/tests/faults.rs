@@ -468,6 +468,38 @@ async fn handler_panic_answers_1011_and_server_survives<R: Sockets>(rt: R) {
     nothing_left(&rt, &mut server, &probe, 1).await;
 }
 
+/// A server with room for one pending server request, and a client.
+async fn one_slot<R: Sockets>(
+    rt: &Counted<R>,
+) -> (TestServer<Counted<R>>, Arc<Probe>, Raw<Counted<R>>) {
+    let mut config = patient_config();
+    config.max_server_requests = 1;
+    let (server, probe) = start(rt, config).await;
+    let raw = raw(rt, &server).await;
+    (server, probe, raw)
+}
+
+/// Resets `raw`: its session ends `TransportLost`, having dropped and
+/// counted `unknown` answers to requests that had already ended; nothing
+/// is left.
+async fn reset_with_unknown_answers<R: Sockets>(
+    rt: &Counted<R>,
+    server: &mut TestServer<Counted<R>>,
+    probe: &Probe,
+    raw: Raw<Counted<R>>,
+    unknown: u64,
+) {
+    raw.reset();
+    let served = server.next_served().await;
+    assert_eq!(served.end, EndReason::TransportLost);
+    assert_eq!(
+        served.stats.unknown_responses, unknown,
+        "{:?}",
+        served.stats
+    );
+    nothing_left(rt, server, probe, 0).await;
+}
+
 /// A requester that stops waiting (its future dropped) leaves its request
 /// pending in the engine until the answer comes or the deadline passes,
 /// no longer: with room for one pending request, a second is refused
@@ -476,10 +508,7 @@ async fn handler_panic_answers_1011_and_server_survives<R: Sockets>(rt: R) {
 /// counted as unknown); one to a request already timed out is counted.
 async fn dropped_requester_leaves_no_pending_request<R: Sockets>(rt: R) {
     let rt = Counted::new(rt);
-    let mut config = patient_config();
-    config.max_server_requests = 1;
-    let (mut server, probe) = start(&rt, config).await;
-    let mut raw = raw(&rt, &server).await;
+    let (mut server, probe, mut raw) = one_slot(&rt).await;
     provoke(
         &mut raw,
         json!({"name": "s-drop", "then": "wait"}),
@@ -507,11 +536,7 @@ async fn dropped_requester_leaves_no_pending_request<R: Sockets>(rt: R) {
         .await;
     answered_once_room(&rt, &mut raw, || ask(NEVER)).await;
 
-    raw.reset();
-    let served = server.next_served().await;
-    assert_eq!(served.end, EndReason::TransportLost);
-    assert_eq!(served.stats.unknown_responses, 1, "{:?}", served.stats);
-    nothing_left(&rt, &mut server, &probe, 0).await;
+    reset_with_unknown_answers(&rt, &mut server, &probe, raw, 1).await;
 }
 
 /// Polls `request` until its frame reaches `raw`, then drops it; the id.
@@ -577,10 +602,7 @@ async fn frames<R: Runtime>(raw: &mut Raw<R>, n: usize) -> Vec<Value> {
 /// dropped quietly, not counted as unknown), and gets its answer.
 async fn dropped_session_requester_frees_its_slot<R: Sockets>(rt: R) {
     let rt = Counted::new(rt);
-    let mut config = patient_config();
-    config.max_server_requests = 1;
-    let (mut server, probe) = start(&rt, config).await;
-    let mut raw = raw(&rt, &server).await;
+    let (mut server, probe, mut raw) = one_slot(&rt).await;
     raw.text(&json!({"name": "s-abandon", "then": "abandon"}).to_string())
         .await;
     // Its chunk and its request, in either order.
@@ -601,9 +623,5 @@ async fn dropped_session_requester_frees_its_slot<R: Sockets>(rt: R) {
         raw.expect_json().await,
         json!({"id": "agc-1", "status": 201})
     );
-    raw.reset();
-    let served = server.next_served().await;
-    assert_eq!(served.end, EndReason::TransportLost);
-    assert_eq!(served.stats.unknown_responses, 0, "{:?}", served.stats);
-    nothing_left(&rt, &mut server, &probe, 0).await;
+    reset_with_unknown_answers(&rt, &mut server, &probe, raw, 0).await;
 }
