@@ -6,9 +6,12 @@
 //! [`on_both_runtimes!`] turns a list of them into tests on both runtimes.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
@@ -18,10 +21,11 @@ use futures_util::future::{AbortHandle, Either, abortable, select};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use socket2::{Domain, SockRef, Socket, Type};
 use wirestream_demo::PATH;
 use wirestream_runtime::{
     Client, CloseCode, Config, EndReason, HandlerResult, HttpResponse, Listener, Registry,
-    RequestError, Runtime, Served, Server, Session, only_path,
+    RequestError, Runtime, Served, Server, Session, Shutdown, only_path,
 };
 
 pub use wirestream_smol::Smol;
@@ -108,6 +112,9 @@ pub struct TestServer<R: Runtime> {
     pub addr: SocketAddr,
     /// The registry its sessions are registered in.
     pub registry: Registry,
+    /// Its shutdown handle: [`Shutdown::live_sessions`] counts the sessions
+    /// not yet ended.
+    pub shutdown: Shutdown,
     ends: mpsc::UnboundedReceiver<Served>,
     abort: AbortHandle,
 }
@@ -120,15 +127,33 @@ impl<R: Runtime> TestServer<R> {
         H: FnOnce(B, Session) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
+        Self::start_tuned(rt, config, handler, |_| {}).await
+    }
+
+    /// [`start`](Self::start), calling `tune` on each accepted connection's
+    /// stream before its handshake (to set socket options, see [`Sockets`]).
+    pub async fn start_tuned<B, H, Fut>(
+        rt: &R,
+        config: Config,
+        handler: H,
+        tune: fn(&R::Stream),
+    ) -> Self
+    where
+        B: DeserializeOwned + Send + 'static,
+        H: FnOnce(B, Session) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
         let listener = Listener::bind(rt.clone(), "127.0.0.1:0".parse().expect("an address"))
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local address");
         let server = Server::new(rt.clone()).with_config(config);
         let registry = server.registry().clone();
+        let shutdown = server.shutdown_handle();
         let (ends_tx, ends) = mpsc::unbounded();
         let accept = async move {
             while let Ok((stream, _)) = listener.accept().await {
+                tune(&stream);
                 let (server, handler, ends_tx) = (server.clone(), handler.clone(), ends_tx.clone());
                 server.runtime().clone().spawn(async move {
                     if let Ok(ws) = server.accept(stream, only_path(PATH)).await {
@@ -146,6 +171,7 @@ impl<R: Runtime> TestServer<R> {
             url: format!("ws://{addr}{PATH}"),
             addr,
             registry,
+            shutdown,
             ends,
             abort,
         }
@@ -186,6 +212,12 @@ impl<R: Runtime> Raw<R> {
         let host = request.uri().host().expect("a host").to_owned();
         let port = request.uri().port_u16().expect("a port");
         let stream = rt.connect(&host, port).await.expect("connect");
+        Self::over(rt, url, stream).await
+    }
+
+    /// The WebSocket handshake for `url` over a connected `stream`.
+    pub async fn over(rt: &R, url: &str, stream: R::Stream) -> Self {
+        let request = url.into_client_request().expect("a ws:// URL");
         let (ws, _) = async_tungstenite::client_async(request, stream)
             .await
             .expect("handshake");
@@ -239,6 +271,168 @@ impl<R: Runtime> Raw<R> {
         };
         let _ = SinkExt::flush(&mut self.ws).await;
         code
+    }
+}
+
+impl<R: Sockets> Raw<R> {
+    /// Resets the connection under the socket (see [`reset`]): whatever
+    /// tungstenite still buffers is lost, no close frame is sent.
+    pub fn reset(self) {
+        linger_zero::<R>(self.ws.get_ref());
+    }
+}
+
+/// A runtime whose TCP sockets a test can reach below [`Runtime`]: adopt a
+/// socket connected with its options set first, and set options on a
+/// connected stream.
+pub trait Sockets: Runtime {
+    /// Wraps a connected (blocking) std socket as this runtime's stream.
+    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Stream>;
+
+    /// The socket under `stream`, to set options on.
+    fn socket(stream: &Self::Stream) -> SockRef<'_>;
+}
+
+impl Sockets for Tokio {
+    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Stream> {
+        stream.set_nonblocking(true)?;
+        let stream = tokio::net::TcpStream::from_std(stream)?;
+        Ok(async_tungstenite::tokio::TokioAdapter::new(stream))
+    }
+
+    fn socket(stream: &Self::Stream) -> SockRef<'_> {
+        SockRef::from(stream.get_ref())
+    }
+}
+
+impl Sockets for Smol {
+    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Stream> {
+        smol::net::TcpStream::try_from(stream)
+    }
+
+    fn socket(stream: &Self::Stream) -> SockRef<'_> {
+        SockRef::from(stream)
+    }
+}
+
+/// A TCP connection to `addr` whose receive buffer is at most
+/// `recv_buffer` bytes (set before connecting, so that the window it
+/// advertises is small from the start); `None`: the kernel's default.
+/// The connect blocks, which on loopback is immediate.
+pub fn tcp_connect<R: Sockets>(addr: SocketAddr, recv_buffer: Option<usize>) -> R::Stream {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("a socket");
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    }
+    socket.connect(&addr.into()).expect("connect");
+    socket.set_tcp_nodelay(true).expect("TCP_NODELAY");
+    R::adopt(socket.into()).expect("a runtime stream")
+}
+
+/// Sets `SO_LINGER` to 0 on `stream`'s socket: closing it then resets the
+/// connection (RST), dropping what is unsent and unread.
+fn linger_zero<R: Sockets>(stream: &R::Stream) {
+    R::socket(stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+}
+
+/// Resets the TCP connection of `stream` (an RST instead of a FIN), as a
+/// client that crashed or a middlebox that gave up would.
+pub fn reset<R: Sockets>(stream: R::Stream) {
+    linger_zero::<R>(&stream);
+    drop(stream);
+}
+
+/// A [`Runtime`] that counts the tasks spawned through it that are still
+/// alive (a task counts until its future is dropped, run to its end or
+/// cancelled), so that a scenario can prove that nothing is left running.
+#[derive(Clone, Debug)]
+pub struct Counted<R> {
+    rt: R,
+    live: Arc<AtomicUsize>,
+}
+
+impl<R: Runtime> Counted<R> {
+    /// Counts the tasks spawned on `rt` through the value returned.
+    pub fn new(rt: R) -> Self {
+        Self {
+            rt,
+            live: Arc::default(),
+        }
+    }
+
+    /// Tasks spawned through this runtime (or its clones) not yet dropped.
+    pub fn live_tasks(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+}
+
+/// One live task, counted until its future is dropped.
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<R: Runtime> Runtime for Counted<R> {
+    type Sleep = R::Sleep;
+    type Listener = R::Listener;
+    type Stream = R::Stream;
+
+    fn now(&self) -> Instant {
+        self.rt.now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
+        self.rt.sleep_until(deadline)
+    }
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        let alive = Alive(self.live.clone());
+        self.rt.spawn(async move {
+            let _alive = alive;
+            future.await;
+        });
+    }
+
+    fn bind(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send {
+        self.rt.bind(addr)
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        R::local_addr(listener)
+    }
+
+    fn accept(
+        &self,
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send {
+        self.rt.accept(listener)
+    }
+
+    fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send {
+        self.rt.connect(host, port)
+    }
+}
+
+impl<R: Sockets> Sockets for Counted<R> {
+    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Stream> {
+        R::adopt(stream)
+    }
+
+    fn socket(stream: &Self::Stream) -> SockRef<'_> {
+        R::socket(stream)
     }
 }
 
