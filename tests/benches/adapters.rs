@@ -9,6 +9,10 @@
 //!   `send` (`bare_send`).
 //! - `round_trip`: one server request (registry → client handler →
 //!   response) vs one bare text echo round trip of a frame of the same size.
+//!   `wirestream` asks from a task of its own, as an HTTP bridge does (the
+//!   request crosses to the connection's task and the answer back);
+//!   `in_session` asks from the session's handler with `Session::request`
+//!   (the handler runs on the connection's task: no crossing).
 //!
 //! `cargo bench -p wirestream-tests --bench adapters`; ratios: see
 //! BENCHMARKS.md.
@@ -166,6 +170,27 @@ async fn holding(_: serde_json::Value, mut session: Session) -> wirestream_runti
     Ok(())
 }
 
+#[derive(serde::Deserialize)]
+struct Asks {
+    iters: u64,
+}
+
+/// A handler that sends `iters` server requests one after the other and
+/// reports how long they took, in nanoseconds, as its one chunk.
+async fn asking(body: Asks, mut session: Session) -> wirestream_runtime::HandlerResult {
+    let start = Instant::now();
+    for _ in 0..body.iters {
+        let response = session.request(HttpRequest::new("GET")).await;
+        assert_eq!(response.unwrap().status(), Some(200));
+    }
+    let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    session
+        .send(&serde_json::json!({ "ns": ns }), ["agc-1"])
+        .await
+        .unwrap();
+    Ok(())
+}
+
 fn bench_runtime<R: Runtime + Default>(
     c: &mut Criterion,
     name: &str,
@@ -178,9 +203,13 @@ fn bench_runtime<R: Runtime + Default>(
     let mut send_url = String::new();
     let mut servers = Vec::new();
     let mut registry = Registry::default();
+    let mut ask_url = String::new();
     setup(Box::pin(async {
         let stream = TestServer::start(&rt, Config::default(), streaming).await;
         let hold = TestServer::start(&rt, Config::default(), holding).await;
+        let ask = TestServer::start(&rt, Config::default(), asking).await;
+        ask_url = ask.url.clone();
+        servers.push(ask);
         urls = (
             stream.url.clone(),
             bare_server(rt.clone(), bare_feed).await,
@@ -257,6 +286,19 @@ fn bench_runtime<R: Runtime + Default>(
                     std::thread::yield_now();
                 }
                 elapsed
+            }))
+        });
+    });
+    group.bench_function("in_session", |b| {
+        b.iter_custom(|iters| {
+            block_on(Box::pin(async {
+                let (mut chunks, _notifier) = Client::new(rt.clone(), &ask_url)
+                    .on_server_request(|_| async { HttpResponse::new(200) })
+                    .connect::<_, serde_json::Value>(&serde_json::json!({ "iters": iters }))
+                    .await
+                    .unwrap();
+                let report = chunks.next().await.unwrap().unwrap();
+                Duration::from_nanos(report["ns"].as_u64().unwrap())
             }))
         });
     });
@@ -374,8 +416,15 @@ fn report(since: std::time::SystemTime) {
                 0.0,
             ),
             (
-                format!("round_trip/{rt}: wirestream / bare echo"),
+                format!("round_trip/{rt}: wirestream (from a task of its own) / bare echo"),
                 median(&dir, &round, "wirestream", since),
+                median(&dir, &round, "bare_echo", since),
+                "≤",
+                1.2,
+            ),
+            (
+                format!("round_trip/{rt}: in_session (Session::request) / bare echo"),
+                median(&dir, &round, "in_session", since),
                 median(&dir, &round, "bare_echo", since),
                 "≤",
                 1.2,
