@@ -86,6 +86,7 @@ pub fn classify(data: &[u8]) {
             id, response_id, ..
         } => {
             stats.refused_requests = 1;
+            let response_id = oracle::echoed(response_id);
             let message = format!("response_id {response_id:?} not from this stream");
             Some((id.clone(), 404, Some(message)))
         }

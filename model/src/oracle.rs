@@ -148,6 +148,16 @@ const NAMED: [&str; 10] = [
     "headers",
 ];
 
+/// An id as the engine's refusals echo it (PROTOCOL.md §3.1): its first
+/// 256 bytes, cut back to a character boundary.
+pub fn echoed(id: &str) -> &str {
+    let mut end = id.len().min(256);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id.get(..end).unwrap_or(id)
+}
+
 /// Classifies a frame a server receives while streaming (§3.3).
 pub fn at_server(text: &str) -> AtServer {
     let Some(f) = Frame::parse(text) else {

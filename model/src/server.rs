@@ -17,7 +17,7 @@ use crate::ops::{
     Advance, Control, Ids, Junk, Limits, Pick, STRANGERS, Timeout, chunk_text, completion,
     pad_text, padding, quote,
 };
-use crate::oracle::{self, AtClient, AtServer};
+use crate::oracle::{self, AtClient, AtServer, echoed};
 use crate::{ErrKind, OutcomeKind, assert_json, kind};
 
 /// The session type the executor drives: its tokens are `u64`s, one per
@@ -259,7 +259,7 @@ struct Model {
 }
 
 fn no_longer_running(rid: &str) -> String {
-    format!("response_id {rid:?} is no longer running")
+    format!("response_id {:?} is no longer running", echoed(rid))
 }
 
 /// The reply frame PROTOCOL.md §3.1 gives, as the model writes it.
@@ -444,7 +444,10 @@ impl Model {
                 } else if !self.emitted.contains(&rid) {
                     Some((
                         404,
-                        Some(format!("response_id {rid:?} not from this stream")),
+                        Some(format!(
+                            "response_id {:?} not from this stream",
+                            echoed(&rid)
+                        )),
                     ))
                 } else if self.accepted.len() >= self.cfg.max_client_requests {
                     Some((429, None))
