@@ -75,6 +75,7 @@
 //! | `<prefix>.s.<hex(id)>` | the node owning `id` | server requests for `id` (JSON, request-reply) |
 //! | `<prefix>.claim` | every node | claim notices, `<generation> <node> <hex(id)>` |
 //! | `<prefix>.r.<node>.<token>` | node `<node>` (one `*` subscription) | heartbeats and answers to its requests |
+//! | `<prefix>.sync.<node>` | nobody | a round trip to the server ("no responders"): what [`NatsRouter::settle`] waits for |
 //!
 //! The id is hex-encoded into one subject token, so no id (with `.`, `*`,
 //! `>`, spaces, any bytes) reaches another's subject or a wildcard; ids
@@ -112,7 +113,8 @@ pub struct NatsOptions {
     /// [`Config::request_timeout`] default, 30 s).
     pub request_timeout: Duration,
     /// How often the owning node tells a waiting bridge it is still there
-    /// (default 250 ms); three missed heartbeats fail the request.
+    /// (default 500 ms); three missed heartbeats fail the request (so a
+    /// node that dies mid-request fails it within 1.5 s).
     pub heartbeat: Duration,
     /// Cross-node requests this node may have waiting at once (default
     /// 65 536); more are answered `429`.
@@ -133,7 +135,7 @@ impl Default for NatsOptions {
         Self {
             prefix: "wirestream".to_owned(),
             request_timeout: Config::default().request_timeout,
-            heartbeat: Duration::from_millis(250),
+            heartbeat: Duration::from_millis(500),
             max_pending: 1 << 16,
             max_id_len: limits.max_id_len,
             max_ids: limits.max_ids,

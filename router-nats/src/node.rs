@@ -103,14 +103,21 @@ impl SessionRouter for Route {
     fn deliver(&self, id: &str, request: HttpRequest) -> Delivery {
         let node = self.0.clone();
         let id = id.to_owned();
-        // The request runs on the router's runtime (its timers are tokio's),
-        // whatever executor awaits it.
-        let (tx, rx) = oneshot::channel();
-        self.0.handle.spawn(async move {
-            let _ = tx.send(node.ask(&id, request).await);
-        });
-        // The runtime is gone (the router was dropped): no node reachable.
-        Box::pin(async move { rx.await.unwrap_or(Err(RequestFailed::UnknownSession)) })
+        Box::pin(async move {
+            // On a tokio runtime (which has timers: wirestream-tokio's
+            // sessions need them), the request runs on the caller's task;
+            // on any other executor, on the router's runtime.
+            if Handle::try_current().is_ok() {
+                return node.ask(&id, request).await;
+            }
+            let (tx, rx) = oneshot::channel();
+            let asker = node.clone();
+            node.handle.spawn(async move {
+                let _ = tx.send(asker.ask(&id, request).await);
+            });
+            // The runtime is gone (the router was dropped): no node reachable.
+            rx.await.unwrap_or(Err(RequestFailed::UnknownSession))
+        })
     }
 }
 
@@ -170,7 +177,6 @@ impl Node {
             .subscribe(subject::replies(&options.prefix, id))
             .await
             .map_err(|e| nats(&e))?;
-        client.flush().await.map_err(|e| nats(&e))?;
         let max_payload = client.server_info().max_payload;
         let node = Arc::new(Self {
             client,
@@ -187,6 +193,8 @@ impl Node {
             max_payload,
         });
         let _ = events.set(Arc::downgrade(&node));
+        // The subscriptions are in place at the server before any request.
+        node.round_trip().await;
         handle.spawn(node.clone().take_claims(claims));
         handle.spawn(node.clone().take_replies(replies));
         tracing::info!(target: TARGET, node = %format_args!("{id:016x}"), "joined the cluster at {url}");
@@ -214,7 +222,15 @@ impl Node {
     pub(crate) async fn settle(&self) {
         let mut unsettled = self.unsettled.subscribe();
         let _ = unsettled.wait_for(|n| *n == 0).await;
-        let _ = self.client.flush().await;
+        self.round_trip().await;
+    }
+
+    /// Completes once the server has processed everything this node sent
+    /// before (a flush only writes to the socket): a request nobody
+    /// answers, which the server answers "no responders" in order.
+    async fn round_trip(&self) {
+        let nobody = format!("{}.sync.{:016x}", self.options.prefix, self.id);
+        let _ = self.client.request(nobody, Default::default()).await;
     }
 
     /// A new generation for a claim made now.

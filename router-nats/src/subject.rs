@@ -7,6 +7,7 @@
 //! | `<prefix>.s.<hex(id)>` | the node that owns `id` | server requests for `id` (request-reply) |
 //! | `<prefix>.claim` | every node | claim notices: `<time> <node> <hex(id)>` |
 //! | `<prefix>.r.<node>.<token>` | the node `<node>` (one `*` subscription) | heartbeats and the answer to its request `<token>` |
+//! | `<prefix>.sync.<node>` | nobody | a round trip to the server ("no responders") before a claim counts as settled |
 
 use std::fmt::Write;
 

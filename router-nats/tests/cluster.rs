@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{NatsServer, answered_by, client, named_client, nats, node, options};
+use common::{NatsServer, answered_by, client, named_client, nats, node, options, pair};
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 use wirestream_nats::NatsRouter;
@@ -21,10 +21,7 @@ fn ask() -> HttpRequest {
 
 #[tokio::test]
 async fn bridge_on_node_b_reaches_client_on_node_a() {
-    let nats = nats();
-    let opts = options();
-    let a = node(Tokio, &nats, opts.clone()).await;
-    let b = node(Tokio, &nats, opts).await;
+    let (a, b) = pair(options()).await;
     let _client = named_client(Tokio, &a, "sess-a", "client-of-a").await;
 
     assert!(!b.registry.contains("sess-a"));
@@ -39,10 +36,7 @@ async fn bridge_on_node_b_reaches_client_on_node_a() {
 
 #[tokio::test]
 async fn request_and_response_cross_whole() {
-    let nats = nats();
-    let opts = options();
-    let a = node(Tokio, &nats, opts.clone()).await;
-    let b = node(Tokio, &nats, opts).await;
+    let (a, b) = pair(options()).await;
     let _client = client(Tokio, &a, "sess-echo", |request| async move {
         let echo = json!({
             "method": request.method(),
@@ -137,10 +131,7 @@ async fn newer_connection_on_other_node_takes_over() {
 
 #[tokio::test]
 async fn takeover_back_and_forth_ends_with_the_newest() {
-    let nats = nats();
-    let opts = options();
-    let a = node(Tokio, &nats, opts.clone()).await;
-    let b = node(Tokio, &nats, opts).await;
+    let (a, b) = pair(options()).await;
     let _first = named_client(Tokio, &a, "sess-ping", "first-on-a").await;
     let _second = named_client(Tokio, &b, "sess-ping", "second-on-b").await;
     assert!(common::eventually(Duration::from_secs(5), || !a.registry.contains("sess-ping")).await);
@@ -153,7 +144,7 @@ async fn takeover_back_and_forth_ends_with_the_newest() {
 #[tokio::test]
 async fn reply_from_a_node_that_lost_the_id_is_dropped() {
     let nats = nats();
-    let opts = options().heartbeat(Duration::from_millis(50));
+    let opts = options().heartbeat(Duration::from_millis(200));
     let a = node(Tokio, &nats, opts.clone()).await;
     let b = node(Tokio, &nats, opts.clone()).await;
     let c = node(Tokio, &nats, opts).await;
@@ -199,10 +190,7 @@ async fn reply_from_a_node_that_lost_the_id_is_dropped() {
 
 #[tokio::test]
 async fn node_killed_mid_request_fails_at_once() {
-    let nats = nats();
-    let opts = options().heartbeat(Duration::from_millis(50));
-    let mut a = node(Tokio, &nats, opts.clone()).await;
-    let b = node(Tokio, &nats, opts).await;
+    let (mut a, b) = pair(options().heartbeat(Duration::from_millis(200))).await;
     let (asked_tx, mut asked) = mpsc::unbounded_channel();
     let _client = client(Tokio, &a, "sess-doomed", move |_| {
         let asked_tx = asked_tx.clone();
@@ -235,10 +223,7 @@ async fn node_killed_mid_request_fails_at_once() {
 
 #[tokio::test]
 async fn deadline_crosses_nodes() {
-    let nats = nats();
-    let opts = options();
-    let a = node(Tokio, &nats, opts.clone()).await;
-    let b = node(Tokio, &nats, opts).await;
+    let (a, b) = pair(options()).await;
     let _client = client(Tokio, &a, "sess-slow", |_| {
         std::future::pending::<HttpResponse>()
     })
@@ -254,10 +239,7 @@ async fn deadline_crosses_nodes() {
 
 #[tokio::test]
 async fn reply_over_max_payload_answers_too_large() {
-    let nats = nats();
-    let opts = options();
-    let a = node(Tokio, &nats, opts.clone()).await;
-    let b = node(Tokio, &nats, opts).await;
+    let (a, b) = pair(options()).await;
     // 2 MiB: under the frame limit (16 MiB), over NATS's max_payload (1 MiB).
     let big = "x".repeat(2 << 20);
     let _client = client(Tokio, &a, "sess-big", move |_| {
@@ -278,10 +260,7 @@ async fn reply_over_max_payload_answers_too_large() {
 
 #[tokio::test]
 async fn hostile_ids_cannot_reach_other_subjects() {
-    let nats = nats();
-    let opts = options();
-    let a = node(Tokio, &nats, opts.clone()).await;
-    let b = node(Tokio, &nats, opts).await;
+    let (a, b) = pair(options()).await;
     let _dots = named_client(Tokio, &a, "a.b", "owner-of-a.b").await;
     let _star = named_client(Tokio, &a, "*", "owner-of-star").await;
     let _spaced = named_client(Tokio, &a, "x y", "owner-of-x-y").await;
@@ -314,10 +293,7 @@ async fn hostile_ids_cannot_reach_other_subjects() {
 
 #[tokio::test]
 async fn connection_end_releases_its_ids() {
-    let nats = nats();
-    let opts = options();
-    let a = node(Tokio, &nats, opts.clone()).await;
-    let b = node(Tokio, &nats, opts).await;
+    let (a, b) = pair(options()).await;
     let client = named_client(Tokio, &a, "sess-brief", "brief").await;
     assert_eq!(a.router.owned(), 1);
     drop(client);

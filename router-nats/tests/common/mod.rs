@@ -167,6 +167,14 @@ pub async fn node<R: Runtime>(rt: R, nats: &str, options: NatsOptions) -> Node {
     }
 }
 
+/// Two tokio nodes in the shared cluster, with `options`.
+pub async fn pair(options: NatsOptions) -> (Node, Node) {
+    let nats = nats();
+    let a = node(wirestream_tokio::Tokio, &nats, options.clone()).await;
+    let b = node(wirestream_tokio::Tokio, &nats, options).await;
+    (a, b)
+}
+
 /// A client of `node` that owns `session_id` once this returns, answering
 /// server requests with `answer`.
 pub async fn client<R, F, Fut>(
