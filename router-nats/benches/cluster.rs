@@ -6,6 +6,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::{NatsServer, named_client, node, options};
@@ -33,34 +34,40 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[at]
 }
 
-/// p50 and p99 of `SEQUENTIAL` requests one after the other.
-async fn latencies(registry: &Registry, id: &str) -> (Duration, Duration) {
+/// p50 and p99 of `SEQUENTIAL` calls of `call` one after the other (after
+/// 200 to warm up).
+async fn latencies<F, Fut>(call: F) -> (Duration, Duration)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
     for _ in 0..200 {
-        registry.request(id, ask()).await.unwrap();
+        call().await;
     }
     let mut all = Vec::with_capacity(SEQUENTIAL);
     for _ in 0..SEQUENTIAL {
         let started = Instant::now();
-        if let Err(e) = registry.request(id, ask()).await {
-            println!("  a request failed: {e}");
-        }
+        call().await;
         all.push(started.elapsed());
     }
     all.sort();
     (percentile(&all, 0.5), percentile(&all, 0.99))
 }
 
-/// Requests per second with `CONCURRENT` callers.
-async fn throughput(registry: &Registry, id: &str) -> f64 {
+/// Calls per second of `call` from `CONCURRENT` concurrent callers,
+/// `THROUGHPUT` in all.
+async fn throughput<F, Fut>(call: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let started = Instant::now();
     let mut callers = JoinSet::new();
     for _ in 0..CONCURRENT {
-        let (registry, id) = (registry.clone(), id.to_owned());
+        let call = call.clone();
         callers.spawn(async move {
             for _ in 0..THROUGHPUT / CONCURRENT {
-                if let Err(e) = registry.request(&id, ask()).await {
-                    println!("  a request failed: {e}");
-                }
+                call().await;
             }
         });
     }
@@ -69,6 +76,24 @@ async fn throughput(registry: &Registry, id: &str) -> f64 {
     }
     (THROUGHPUT / CONCURRENT * CONCURRENT) as f64 / started.elapsed().as_secs_f64()
 }
+
+/// One server request to `id` through `registry` (a failure is printed).
+fn bridge(
+    registry: &Registry,
+    id: &'static str,
+) -> impl Fn() -> BoxFuture + Clone + Send + 'static {
+    let registry = registry.clone();
+    move || {
+        let registry = registry.clone();
+        Box::pin(async move {
+            if let Err(e) = registry.request(id, ask()).await {
+                println!("  a request failed: {e}");
+            }
+        })
+    }
+}
+
+type BoxFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 #[derive(Deserialize)]
 struct Churn {
@@ -126,40 +151,17 @@ async fn nats_floor(url: &str) -> (Duration, Duration, f64) {
     requester.flush().await.unwrap();
     let payload: Vec<u8> =
         serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).unwrap();
-    for _ in 0..200 {
-        requester
-            .request("floor.echo", payload.clone().into())
-            .await
-            .unwrap();
-    }
-    let mut all = Vec::with_capacity(SEQUENTIAL);
-    for _ in 0..SEQUENTIAL {
-        let started = Instant::now();
-        requester
-            .request("floor.echo", payload.clone().into())
-            .await
-            .unwrap();
-        all.push(started.elapsed());
-    }
-    all.sort();
-    let started = Instant::now();
-    let mut callers = JoinSet::new();
-    for _ in 0..CONCURRENT {
+    let echo = move || {
         let (requester, payload) = (requester.clone(), payload.clone());
-        callers.spawn(async move {
-            for _ in 0..THROUGHPUT / CONCURRENT {
-                requester
-                    .request("floor.echo", payload.clone().into())
-                    .await
-                    .unwrap();
-            }
-        });
-    }
-    while let Some(caller) = callers.join_next().await {
-        caller.unwrap();
-    }
-    let rps = (THROUGHPUT / CONCURRENT * CONCURRENT) as f64 / started.elapsed().as_secs_f64();
-    (percentile(&all, 0.5), percentile(&all, 0.99), rps)
+        Box::pin(async move {
+            requester
+                .request("floor.echo", payload.into())
+                .await
+                .unwrap();
+        }) as BoxFuture
+    };
+    let (p50, p99) = latencies(&echo).await;
+    (p50, p99, throughput(echo).await)
 }
 
 fn ms(d: Duration) -> String {
@@ -174,10 +176,11 @@ async fn main() {
     let b = node(Tokio, &nats.url(), opts).await;
     let _client = named_client(Tokio, &a, "bench", "client").await;
 
-    let (local50, local99) = latencies(&a.registry, "bench").await;
-    let (cross50, cross99) = latencies(&b.registry, "bench").await;
-    let local_rps = throughput(&a.registry, "bench").await;
-    let cross_rps = throughput(&b.registry, "bench").await;
+    let (local, cross) = (bridge(&a.registry, "bench"), bridge(&b.registry, "bench"));
+    let (local50, local99) = latencies(&local).await;
+    let (cross50, cross99) = latencies(&cross).await;
+    let local_rps = throughput(local).await;
+    let cross_rps = throughput(cross).await;
     let (floor50, floor99, floor_rps) = nats_floor(&nats.url()).await;
     println!("server request round trip, {SEQUENTIAL} sequential:");
     println!("  in-process   p50 {}  p99 {}", ms(local50), ms(local99));
