@@ -13,8 +13,13 @@
 
 #![forbid(unsafe_code)]
 
+mod bridge;
 mod endpoint;
 mod script;
 
+pub use bridge::BRIDGE_PREFIX;
 pub use endpoint::{AgentCompletionChunk, DemoBody, PATH, spawn_endpoint, stream, tools_list};
-pub use script::{DEFAULT_ADDR, SHUTDOWN_GRACE, describe, init_logs, main, run, serve, serve_args};
+pub use script::{
+    DEFAULT_ADDR, SHUTDOWN_GRACE, connect, connect_args, describe, init_logs, main, run, serve,
+    serve_args, serve_node,
+};

@@ -582,6 +582,30 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
     }
 }
 
+impl<T: AsRef<str>> ReceivedResponse<T> {
+    /// Reads `text` as a client's response frame to a server request
+    /// (PROTOCOL.md §3.2), as a server session would, keeping the text:
+    /// `None` if it is not one. For a response that crossed another hop
+    /// (e.g. between the nodes of a cluster) as its frame's text.
+    ///
+    /// ```
+    /// use wirestream_proto::ReceivedResponse;
+    ///
+    /// let frame = r#"{"id":"sr-1","status":200,"body":{"ok":true}}"#;
+    /// let response = ReceivedResponse::parse(frame).unwrap();
+    /// assert_eq!(response.status(), Some(200));
+    /// assert_eq!(response.body(), Some(r#"{"ok":true}"#));
+    /// assert!(ReceivedResponse::parse(r#"{"id":"agc-1"}"#).is_none());
+    /// ```
+    pub fn parse(text: T) -> Option<Self> {
+        let view = match classify_server(text.as_ref()) {
+            ServerFrame::Response(response) => response_view(text.as_ref(), response),
+            _ => return None,
+        };
+        Some(view(text))
+    }
+}
+
 /// The view of a server response, once its frame's text is handed over.
 fn response_view<T: AsRef<str>>(
     text: &str,

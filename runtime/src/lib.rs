@@ -91,6 +91,7 @@ mod notifier;
 mod parked;
 mod random;
 mod registry;
+mod router;
 mod rt;
 mod server;
 mod server_app;
@@ -110,7 +111,8 @@ pub use detached::Detached;
 pub use http::{select_transport, sse_event};
 pub use notifier::{Notifier, NotifyError};
 pub use random::OsRandom;
-pub use registry::Registry;
+pub use registry::{Registry, WeakRegistry};
+pub use router::{Delivery, SessionRouter};
 pub use rt::{Listener, Runtime};
 pub use server::{Served, Server};
 pub use server_request::{

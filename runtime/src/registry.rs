@@ -3,13 +3,14 @@
 //! place in it.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use futures_channel::oneshot;
 use futures_util::SinkExt;
 use wirestream_proto::{ConnectionId, Registered, RegistryError, RegistryLimits};
 
 use crate::random::OsRandom;
+use crate::router::SessionRouter;
 use crate::server_request::{HttpRequest, Mailbox, Outgoing, RequestFailed, Response};
 use crate::telemetry;
 
@@ -40,7 +41,29 @@ use crate::telemetry;
 /// ```
 #[derive(Clone, Default)]
 pub struct Registry {
-    inner: Arc<Mutex<wirestream_proto::Registry<Mailbox>>>,
+    inner: Arc<Shared>,
+}
+
+/// What every clone of a [`Registry`] shares.
+#[derive(Default)]
+struct Shared {
+    table: Mutex<wirestream_proto::Registry<Mailbox>>,
+    /// Where ids this node does not hold live (none: one node).
+    router: OnceLock<Arc<dyn SessionRouter>>,
+}
+
+/// A [`Registry`] that does not keep it alive (what a router holds, so that
+/// the registry and its router do not own each other).
+#[derive(Clone, Debug, Default)]
+pub struct WeakRegistry {
+    inner: Weak<Shared>,
+}
+
+impl WeakRegistry {
+    /// The registry, if a clone of it is still alive.
+    pub fn upgrade(&self) -> Option<Registry> {
+        self.inner.upgrade().map(|inner| Registry { inner })
+    }
 }
 
 impl fmt::Debug for Registry {
@@ -49,6 +72,7 @@ impl fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("connections", &registry.connections())
             .field("session_ids", &registry.len())
+            .field("routed", &self.is_routed())
             .finish()
     }
 }
@@ -57,8 +81,47 @@ impl Registry {
     /// An empty registry with these limits.
     pub fn new(limits: RegistryLimits) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(wirestream_proto::Registry::new(limits))),
+            inner: Arc::new(Shared {
+                table: Mutex::new(wirestream_proto::Registry::new(limits)),
+                router: OnceLock::new(),
+            }),
         }
+    }
+
+    /// Routes the ids no connection of this registry holds through `router`
+    /// (see [`SessionRouter`]), and tells it of every id this registry's
+    /// connections come to own or give up. Set it before serving: ids
+    /// registered earlier are not claimed. Once only: a second router is
+    /// handed back.
+    pub fn set_router(&self, router: Arc<dyn SessionRouter>) -> Result<(), Arc<dyn SessionRouter>> {
+        self.inner.router.set(router)
+    }
+
+    /// Whether a router was set ([`set_router`](Self::set_router)).
+    pub fn is_routed(&self) -> bool {
+        self.inner.router.get().is_some()
+    }
+
+    /// A handle that does not keep the registry alive.
+    pub fn downgrade(&self) -> WeakRegistry {
+        WeakRegistry {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Removes `id` from the connection of this registry that owns it,
+    /// without telling the router (which calls it when a connection of
+    /// another node took `id` over). `false` if no connection owned it.
+    pub fn evict(&self, id: &str) -> bool {
+        self.counting(|registry| match registry.lookup(id) {
+            Some((conn, _)) => registry.unregister(conn, id),
+            None => false,
+        })
+    }
+
+    /// The router, if one was set.
+    fn router(&self) -> Option<&Arc<dyn SessionRouter>> {
+        self.inner.router.get()
     }
 
     /// Runs `change` under the lock, following the count of ids in the
@@ -73,12 +136,35 @@ impl Registry {
 
     fn lock(&self) -> MutexGuard<'_, wirestream_proto::Registry<Mailbox>> {
         // The registry's operations leave it consistent even if a holder panicked.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends the client that owns `session_id` a server request and awaits
-    /// its response, its deadline, or its connection's end.
+    /// its response, its deadline, or its connection's end. An id no
+    /// connection of this registry owns goes through the
+    /// [router](Self::set_router), if any, to the node that owns it.
     pub async fn request(
+        &self,
+        session_id: &str,
+        request: HttpRequest,
+    ) -> Result<Response, RequestFailed> {
+        let Some(router) = self.router() else {
+            return self.request_local(session_id, request).await;
+        };
+        if !self.contains(session_id) {
+            let delivery = router.deliver(session_id, request);
+            return telemetry::server_request(true, delivery).await;
+        }
+        // Owned here when looked up: a takeover in between answers 503.
+        self.request_local(session_id, request).await
+    }
+
+    /// [`request`](Self::request) to a connection of this registry only,
+    /// never through the router.
+    pub async fn request_local(
         &self,
         session_id: &str,
         request: HttpRequest,
@@ -153,15 +239,29 @@ impl Registry {
         conn: ConnectionId,
         id: &str,
     ) -> Result<Registered, RegistryError> {
-        self.counting(|registry| registry.register(conn, id))
+        let registered = self.counting(|registry| registry.register(conn, id))?;
+        if let (Some(router), Registered::New | Registered::TookOver(_)) =
+            (self.router(), registered)
+        {
+            router.claim(id);
+        }
+        Ok(registered)
     }
 
     pub(crate) fn mint(&self, conn: ConnectionId) -> Result<String, RegistryError> {
-        self.counting(|registry| registry.mint(conn, &mut OsRandom::new()))
+        let id = self.counting(|registry| registry.mint(conn, &mut OsRandom::new()))?;
+        if let Some(router) = self.router() {
+            router.claim(&id);
+        }
+        Ok(id)
     }
 
     pub(crate) fn unregister(&self, conn: ConnectionId, id: &str) -> bool {
-        self.counting(|registry| registry.unregister(conn, id))
+        let removed = self.counting(|registry| registry.unregister(conn, id));
+        if let (true, Some(router)) = (removed, self.router()) {
+            router.release(id);
+        }
+        removed
     }
 }
 
@@ -181,7 +281,20 @@ impl Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        self.registry
-            .counting(|registry| registry.detach(self.conn));
+        let router = self.registry.router();
+        let released: Vec<Box<str>> = self.registry.counting(|registry| {
+            // Only a router needs to hear of them.
+            let owned = match router {
+                Some(_) => registry.ids_of(self.conn).map(Box::from).collect(),
+                None => Vec::new(),
+            };
+            registry.detach(self.conn);
+            owned
+        });
+        if let Some(router) = router {
+            for id in &released {
+                router.release(id);
+            }
+        }
     }
 }
