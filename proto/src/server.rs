@@ -598,8 +598,8 @@ impl<T: AsRef<str>> ReceivedResponse<T> {
     /// assert!(ReceivedResponse::parse(r#"{"id":"agc-1"}"#).is_none());
     /// ```
     pub fn parse(text: T) -> Option<Self> {
-        let view = match classify_server(text.as_ref()) {
-            ServerFrame::Response(response) => response_view(text.as_ref(), response),
+        let view = match classify::server(text.as_ref()) {
+            Server::Response(response) => response_view(text.as_ref(), response),
             _ => return None,
         };
         Some(view(text))
