@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::mpsc;
-use futures_util::future::{AbortHandle, abortable};
+use futures_util::future::{AbortHandle, Either, abortable};
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -46,14 +46,22 @@ where
     Fut: Future<Output = HandlerResult> + Send + 'static,
 {
     let mut end = session.chunks.tx.clone();
-    Box::pin(async move {
-        let run = AssertUnwindSafe(handler(body, session)).catch_unwind();
-        let result = run.await.unwrap_or_else(|_| {
+    // The handler's future is made here, not in an `async` block, which
+    // would keep the body and the session (488 B) beside the future they
+    // were moved into for as long as the handler runs.
+    let run = match std::panic::catch_unwind(AssertUnwindSafe(move || handler(body, session))) {
+        Ok(run) => Either::Left(AssertUnwindSafe(run).catch_unwind()),
+        Err(panic) => Either::Right(std::future::ready(Err(panic))),
+    };
+    Box::pin(run.then(move |result| {
+        let result = result.unwrap_or_else(|_| {
             telemetry::handler_panicked(Role::Server);
             Err(handler_panicked())
         });
-        let _ = end.send(Produced::End(result)).await;
-    })
+        async move {
+            let _ = end.send(Produced::End(result)).await;
+        }
+    }))
 }
 
 /// A handler's run, as [`handler_task`] makes it.
