@@ -334,7 +334,27 @@ async fn serve_on<R: Runtime>(rt: R, role: Role) {
     println!("listening {}", listener.local_addr().expect("an address"));
     match role {
         Role::Wirestream => {
-            let server = Server::new(rt);
+            let server = Server::new(rt.clone());
+            if std::env::var_os("LOAD_REPORT_ENDS").is_some_and(|v| !v.is_empty()) {
+                // `--slow`: `listen`'s work, by hand, to print how each
+                // session ended.
+                while let Ok((stream, _)) = listener.accept().await {
+                    let server = server.clone();
+                    rt.spawn(async move {
+                        let opened = Instant::now();
+                        if let Ok(ws) = server.accept(stream, only_path(PATH)).await {
+                            let served = server.serve(ws, handler).await;
+                            println!(
+                                "end {:?} after {} ms, {} chunks",
+                                served.end,
+                                opened.elapsed().as_millis(),
+                                served.stats.chunks
+                            );
+                        }
+                    });
+                }
+                return;
+            }
             if std::env::var_os("LOAD_SIZES").is_some() {
                 // The size of one connection's serving future, never run.
                 #[allow(unreachable_code)]
@@ -529,7 +549,8 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(role: Role, rt: Rt) -> Result<Self, String> {
+    /// Starts a server; `report_ends`: it prints how each session ended.
+    fn start(role: Role, rt: Rt, report_ends: bool) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         // Diagnostics: `LOAD_SERVER_WRAPPER=heaptrack` runs the server under
         // a wrapper (whose own process the figures then describe).
@@ -546,6 +567,7 @@ impl ServerProcess {
             // smol's global executor runs on one thread unless told; two
             // threads, as tokio's two workers.
             .env("SMOL_THREADS", "2")
+            .env("LOAD_REPORT_ENDS", if report_ends { "1" } else { "" })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -661,8 +683,9 @@ impl Tally {
         self.completed.load(Relaxed) + self.failed.load(Relaxed)
     }
 
-    fn record(&self, outcome: Result<(), String>, latencies: Vec<u32>) {
-        self.chunks.fetch_add(latencies.len() as u64, Relaxed);
+    /// Counts a session's end and the chunks it received.
+    fn count(&self, outcome: Result<(), String>, chunks: usize) {
+        self.chunks.fetch_add(chunks as u64, Relaxed);
         match outcome {
             Ok(()) => self.completed.fetch_add(1, Relaxed),
             Err(e) => {
@@ -670,6 +693,11 @@ impl Tally {
                 self.failed.fetch_add(1, Relaxed)
             }
         };
+    }
+
+    /// Counts a session's end and keeps its chunks' latencies.
+    fn record(&self, outcome: Result<(), String>, latencies: Vec<u32>) {
+        self.count(outcome, latencies.len());
         self.latencies.lock().expect("lock").extend(latencies);
     }
 }
@@ -867,7 +895,7 @@ async fn load(args: &Args) -> Result<(), String> {
 
 async fn load_one(role: Role, args: &Args) -> Result<Measured, String> {
     let n = args.sessions;
-    let server = ServerProcess::start(role, args.runtime)?;
+    let server = ServerProcess::start(role, args.runtime, false)?;
     let deadline = Instant::now() + DEADLINE;
     sleep(Duration::from_secs(1)).await;
     let (rss_rest, cpu_rest) = (server.rss_kib(), server.cpu_secs());
@@ -1050,7 +1078,7 @@ async fn reference(addr: SocketAddr, n: u64) -> Result<(f64, f64, f64), String> 
 }
 
 async fn slow(k: usize, rt: Rt) -> Result<(), String> {
-    let server = ServerProcess::start(Role::Wirestream, rt)?;
+    let server = ServerProcess::start(Role::Wirestream, rt, true)?;
     sleep(Duration::from_secs(1)).await;
     let rest = server.rss_kib();
     let alone = reference(server.addr, 1).await?;
@@ -1103,6 +1131,8 @@ async fn slow(k: usize, rt: Rt) -> Result<(), String> {
     drop(stalled);
     sleep(Duration::from_secs(2)).await;
     let after = server.rss_kib();
+    // The server's last lines (how each session ended).
+    server.stalled_ends(&mut Vec::new());
     let delta_mib = peak.saturating_sub(rest) as f64 / 1024.0;
     let sent: Vec<u32> = ends.iter().map(|e| e.1).collect();
     let ms: Vec<u64> = ends.iter().map(|e| e.2).collect();
@@ -1154,7 +1184,7 @@ async fn slow(k: usize, rt: Rt) -> Result<(), String> {
 // `--minutes M`: the soak.
 
 async fn soak(minutes: u64, chunks: u32, rt: Rt) -> Result<(), String> {
-    let server = ServerProcess::start(Role::Wirestream, rt)?;
+    let server = ServerProcess::start(Role::Wirestream, rt, false)?;
     sleep(Duration::from_secs(1)).await;
     let rest = server.rss_kib();
     println!(
@@ -1184,14 +1214,7 @@ async fn soak(minutes: u64, chunks: u32, rt: Rt) -> Result<(), String> {
                 };
                 latencies.clear();
                 let outcome = client_session(addr, &body, &tally, None, &mut latencies).await;
-                tally.chunks.fetch_add(latencies.len() as u64, Relaxed);
-                match outcome {
-                    Ok(()) => tally.completed.fetch_add(1, Relaxed),
-                    Err(e) => {
-                        tally.first_error.lock().expect("lock").get_or_insert(e);
-                        tally.failed.fetch_add(1, Relaxed)
-                    }
-                };
+                tally.count(outcome, latencies.len());
             }
             running.fetch_sub(1, Relaxed);
         });
