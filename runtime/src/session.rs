@@ -169,9 +169,12 @@ impl std::error::Error for SendError {}
 #[derive(Clone, Debug)]
 pub struct ChunkSender {
     tx: mpsc::Sender<Produced>,
-    /// The session's limits: the engine's rule for a frame's size is asked
-    /// here, so that the producer learns of a chunk it would refuse.
-    config: Config,
+    /// The session's [`Config::max_frame_size`]: the engine's rule for a
+    /// frame's size ([`Config::admits_frame`]: at most this many bytes) is
+    /// applied here too, so that the producer learns of a chunk it would
+    /// refuse. Only the limit is kept, not the whole `Config` (152 B more
+    /// in every sender and every `Session`).
+    max_frame_size: usize,
 }
 
 impl fmt::Debug for Produced {
@@ -204,7 +207,7 @@ impl ChunkSender {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        if !self.config.admits_frame(chunk.get().len()) {
+        if chunk.get().len() > self.max_frame_size {
             return Err(SendError::TooLarge);
         }
         let ids = ids.into_iter().map(|id| id.as_ref().into()).collect();
@@ -275,7 +278,10 @@ impl Session {
         shutdown: Shutdown,
     ) -> Self {
         Self {
-            chunks: ChunkSender { tx: chunks, config },
+            chunks: ChunkSender {
+                tx: chunks,
+                max_frame_size: config.max_frame_size,
+            },
             requests: Requests { rx: requests },
             link: Link {
                 mailbox,
