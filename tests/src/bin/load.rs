@@ -18,6 +18,11 @@
 //! server) and reads the server's `/proc/<pid>/status` (VmRSS) and
 //! `/proc/<pid>/stat` (utime + stime).
 //!
+//! Diagnostics, from the environment (the server inherits it):
+//! `LOAD_SIZES=1` prints the size of the serving future;
+//! `LOAD_SERVER_WRAPPER=heaptrack` runs the server under a wrapper;
+//! `LOAD_NO_KEEPALIVE=1` turns the server's keepalive pings off.
+//!
 //! One session: the client sends the body `{"n":…,"chunks":C}`; the server
 //! streams chunk 0 and waits for the client's `agent_completion_notify`
 //! (the go); it answers it `ok`, sends one server request (an MCP
@@ -334,7 +339,13 @@ async fn serve_on<R: Runtime>(rt: R, role: Role) {
     println!("listening {}", listener.local_addr().expect("an address"));
     match role {
         Role::Wirestream => {
-            let server = Server::new(rt.clone());
+            let mut config = Config::default();
+            if std::env::var_os("LOAD_NO_KEEPALIVE").is_some() {
+                // Diagnostics: no keepalive pings (the liveness and
+                // write-stall timeouts stay).
+                config.ping_interval = None;
+            }
+            let server = Server::new(rt.clone()).with_config(config);
             if std::env::var_os("LOAD_REPORT_ENDS").is_some_and(|v| !v.is_empty()) {
                 // `--slow`: `listen`'s work, by hand, to print how each
                 // session ended.
