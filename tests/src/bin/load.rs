@@ -2,7 +2,7 @@
 //! memory and CPU are its own (BENCHMARKS.md, "Load, slow consumers, soak").
 //!
 //! ```sh
-//! cargo run --release -p wirestream-tests --bin load -- --sessions 10000 [--chunks 50] [--runtime tokio|smol]
+//! cargo run --release -p wirestream-tests --bin load -- --sessions 10000 [--chunks 50] [--runtime tokio|smol] [--only wirestream|bare]
 //! cargo run --release -p wirestream-tests --bin load -- --slow 20 [--runtime tokio|smol]
 //! cargo run --release -p wirestream-tests --bin load -- --minutes 10 [--runtime tokio|smol]
 //! ```
