@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
 use futures_channel::mpsc;
-use futures_util::future::{AbortHandle, abortable};
+use futures_util::future::{AbortHandle, Either, abortable};
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -46,14 +46,22 @@ where
     Fut: Future<Output = HandlerResult> + Send + 'static,
 {
     let mut end = session.chunks.tx.clone();
-    Box::pin(async move {
-        let run = AssertUnwindSafe(handler(body, session)).catch_unwind();
-        let result = run.await.unwrap_or_else(|_| {
+    // The handler's future is made here, not in an `async` block, which
+    // would keep the body and the session (488 B) beside the future they
+    // were moved into for as long as the handler runs.
+    let run = match std::panic::catch_unwind(AssertUnwindSafe(move || handler(body, session))) {
+        Ok(run) => Either::Left(AssertUnwindSafe(run).catch_unwind()),
+        Err(panic) => Either::Right(std::future::ready(Err(panic))),
+    };
+    Box::pin(run.then(move |result| {
+        let result = result.unwrap_or_else(|_| {
             telemetry::handler_panicked(Role::Server);
             Err(handler_panicked())
         });
-        let _ = end.send(Produced::End(result)).await;
-    })
+        async move {
+            let _ = end.send(Produced::End(result)).await;
+        }
+    }))
 }
 
 /// A handler's run, as [`handler_task`] makes it.
@@ -161,9 +169,12 @@ impl std::error::Error for SendError {}
 #[derive(Clone, Debug)]
 pub struct ChunkSender {
     tx: mpsc::Sender<Produced>,
-    /// The session's limits: the engine's rule for a frame's size is asked
-    /// here, so that the producer learns of a chunk it would refuse.
-    config: Config,
+    /// The session's [`Config::max_frame_size`]: the engine's rule for a
+    /// frame's size ([`Config::admits_frame`]: at most this many bytes) is
+    /// applied here too, so that the producer learns of a chunk it would
+    /// refuse. Only the limit is kept, not the whole `Config` (152 B more
+    /// in every sender and every `Session`).
+    max_frame_size: usize,
 }
 
 impl fmt::Debug for Produced {
@@ -196,7 +207,7 @@ impl ChunkSender {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        if !self.config.admits_frame(chunk.get().len()) {
+        if chunk.get().len() > self.max_frame_size {
             return Err(SendError::TooLarge);
         }
         let ids = ids.into_iter().map(|id| id.as_ref().into()).collect();
@@ -267,7 +278,10 @@ impl Session {
         shutdown: Shutdown,
     ) -> Self {
         Self {
-            chunks: ChunkSender { tx: chunks, config },
+            chunks: ChunkSender {
+                tx: chunks,
+                max_frame_size: config.max_frame_size,
+            },
             requests: Requests { rx: requests },
             link: Link {
                 mailbox,

@@ -20,8 +20,10 @@ const WRITE_BUFFER: usize = 128 << 10;
 /// Bytes tungstenite reads at once. It zeroes this much before every read
 /// attempt, even one that finds nothing (128 KiB by default, which costs
 /// more than sending a 1 KiB chunk); frames larger than this are still read
-/// whole, in several reads.
-const READ_BUFFER: usize = 8 << 10;
+/// whole, in several reads. Every open connection keeps this buffer,
+/// touched, for its whole life: 4 KiB rather than 8 KiB took 4 KiB off each
+/// of 10,000 open sessions (BENCHMARKS.md, "Load").
+const READ_BUFFER: usize = 4 << 10;
 /// The largest WebSocket frame header (RFC 6455 §5.2: 2 bytes, an 8-byte
 /// length, a 4-byte mask).
 const FRAME_HEADER: usize = 14;
@@ -35,7 +37,8 @@ const FRAME_HEADER: usize = 14;
 ///   as [`Inbound::Oversize`](wirestream_proto::Inbound::Oversize);
 /// - `write_buffer_size` is the engine's outbound queue limit, at most
 ///   128 KiB;
-/// - `read_buffer_size` is 8 KiB (tungstenite zeroes it before each read);
+/// - `read_buffer_size` is 4 KiB (tungstenite zeroes it before each read,
+///   and each connection keeps it);
 /// - `max_write_buffer_size` (unbounded by default) holds that plus one frame
 ///   of [`Config::max_frame_size`] and its header: the engine refuses to
 ///   queue any frame larger than that limit, as the peer would refuse it
