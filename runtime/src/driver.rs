@@ -191,6 +191,13 @@ where
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut budget = BUDGET;
         self.read_idle = false;
+        // A deadline that has come is fed before anything is written: the
+        // write stall is judged on what the transport took before it, not
+        // on what it takes now that the timer has woken the task (a reactor
+        // may not report a socket that became writable without the peer
+        // reading, as smol's did on loopback).
+        self.by_timer = false;
+        self.timer(cx);
         loop {
             // Drain the engine: events may queue frames, sending frames may
             // raise events (`Writable`); stop when neither moves.

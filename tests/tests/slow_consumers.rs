@@ -33,6 +33,7 @@ use wirestream_tests::{Raw, Sockets, TestServer, eventually, on_both_runtimes, t
 on_both_runtimes!(
     stalled_consumers_hold_producers_back_and_others_stream,
     stalled_consumers_end_at_the_write_stall,
+    stall_is_judged_before_the_timer_lets_the_driver_write,
 );
 
 /// How many clients stall at once, set after set.
@@ -341,4 +342,24 @@ async fn stalled_consumers_end_at_the_write_stall<R: Sockets>(rt: R) {
     )
     .await;
     drop(clients);
+}
+
+/// One client stops reading, the sockets keep the sizes the kernel gives
+/// them: the session ends at the write-stall timeout (2 s), before the
+/// liveness timeout (3 s) could end it. Pins a smol run that went past its
+/// write stall: the timer woke the driver, whose first write found room the
+/// reactor had not reported, which restarted the stall clock.
+// See above: the guard serializes whole tests.
+#[allow(clippy::await_holding_lock)]
+async fn stall_is_judged_before_the_timer_lets_the_driver_write<R: Sockets>(rt: R) {
+    let _one = one_at_a_time();
+    let producers = Arc::new(Producers::default());
+    let mut config = config(Some(Duration::from_secs(2)));
+    config.liveness_timeout = Some(Duration::from_secs(3));
+    let mut server = TestServer::start(&rt, config, producing(&rt, &producers)).await;
+    let stream = tcp_connect::<R>(server.addr, None);
+    let mut raw = Raw::over(&rt, &server.url, stream).await;
+    raw.text(&json!({"name": "kernel-sized"}).to_string()).await;
+    assert_eq!(server.next_end().await, EndReason::WriteStalled);
+    drop(raw);
 }
