@@ -1,10 +1,10 @@
 //! One-pass classification of inbound text frames (PROTOCOL.md §3.3).
 //!
-//! A frame is scanned exactly once ([`scan`](crate::scan)), into a flat
-//! envelope of the top-level keys the rules look at. Values are read
-//! leniently (a key of the wrong type is recorded as such, never a parse
-//! failure) and payloads stay raw JSON text borrowed from the frame, so
-//! classifying costs about one validating pass over the bytes. Sessions use
+//! A frame is scanned exactly once, by the crate's own validating scanner,
+//! into a flat envelope of the top-level keys the rules look at. Values are
+//! read leniently (a key of the wrong type is recorded as such, never a
+//! parse failure) and payloads stay raw JSON text borrowed from the frame,
+//! so classifying costs about one validating pass over the bytes. Sessions use
 //! that form as it is; the public [`classify_server`] and
 //! [`classify_client`] turn it into the [`wire`](crate::wire) types.
 
