@@ -380,26 +380,27 @@ impl<'a> RawHeaders<'a> {
         plain: true,
     };
 
-    /// Judges a raw `headers` value: `None` when the whole frame must be
-    /// refused (a name serde_json cannot unescape), else valid or not.
-    fn read(raw: &'a str) -> Option<Lenient<Self>> {
+    /// Judges a raw `headers` value (the scanner validated it): valid when
+    /// it is an object whose names and values are all strings. A name that
+    /// does not unescape (a lone surrogate) makes the map invalid, not the
+    /// frame: outside a request or a response, `headers` is a chunk's own
+    /// field.
+    fn read(raw: &'a str) -> Lenient<Self> {
         let mut s = Scanner::new(raw);
         if !s.open_object() {
-            return Some(Lenient::Invalid);
+            return Lenient::Invalid;
         }
-        let mut len = 0;
-        let mut valid = true;
-        let mut plain = true;
-        while let Some((name, value)) = s.member(len == 0).ok()? {
-            valid &= matches!(Scalar::of(value), Scalar::Str(_));
-            plain &= matches!(name, Cow::Borrowed(_)) && value.plain.is_some();
-            len += 1;
+        let (mut len, mut plain) = (0, true);
+        loop {
+            match s.member(len == 0) {
+                Ok(None) => return Lenient::Valid(Self { raw, len, plain }),
+                Ok(Some((name, value))) if matches!(Scalar::of(value), Scalar::Str(_)) => {
+                    plain &= matches!(name, Cow::Borrowed(_)) && value.plain.is_some();
+                    len += 1;
+                }
+                Ok(Some(_)) | Err(()) => return Lenient::Invalid,
+            }
         }
-        Some(if valid {
-            Lenient::Valid(Self { raw, len, plain })
-        } else {
-            Lenient::Invalid
-        })
     }
 
     /// How many (name, value) pairs.
@@ -469,7 +470,7 @@ impl<'a> Envelope<'a> {
                 "message" => set(&mut env.message, raw.json)?,
                 "content" => set(&mut env.content, raw.json)?,
                 "body" => set(&mut env.body, raw.json)?,
-                "headers" => set(&mut env.headers, RawHeaders::read(raw.json)?)?,
+                "headers" => set(&mut env.headers, RawHeaders::read(raw.json))?,
                 _ => {}
             }
         }
