@@ -114,15 +114,12 @@ impl ClientApp {
             reply,
         } = command;
         let sent = engine.notify(now, &response_id, &content, timeout, reply);
-        let Err(Refused {
-            error,
-            value: reply,
-        }) = sent
-        else {
-            if let Ok(id) = &sent {
+        let (error, reply) = match sent {
+            Ok(id) => {
                 tracing::debug!(target: "wirestream::client", id = %id, response_id = %response_id, "notify sent");
+                return;
             }
-            return;
+            Err(Refused { error, value }) => (error, value),
         };
         let failed = match error {
             Error::Full => {

@@ -198,15 +198,12 @@ where
             request.timeout,
             reply,
         );
-        let Err(Refused {
-            error,
-            value: reply,
-        }) = sent
-        else {
-            if let Ok(id) = &sent {
+        let (error, reply) = match sent {
+            Ok(id) => {
                 tracing::debug!(target: "wirestream::server", id = %id, "server request sent");
+                return;
             }
-            return;
+            Err(Refused { error, value }) => (error, value),
         };
         let failed = match error {
             Error::Full => {
