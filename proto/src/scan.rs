@@ -250,10 +250,8 @@ impl<'a> Scanner<'a> {
 
     /// Skips one value (after any whitespace) and returns its raw text.
     pub(crate) fn value(&mut self) -> Option<&'a str> {
-        let start = match self.ws() {
-            Some(_) => self.pos,
-            None => return None,
-        };
+        self.ws()?;
+        let start = self.pos;
         let mut open = Nesting::new();
         loop {
             match self.ws()? {
@@ -585,39 +583,6 @@ mod tests {
         #[test]
         fn scanner_agrees_with_serde_json_on_damaged_json(text in damaged()) {
             prop_assert_eq!(is_json(&text), serde_says(&text), "{:?}", text);
-        }
-    }
-}
-#[cfg(test)]
-mod speed {
-    #[test]
-    #[ignore]
-    fn scan_speed() {
-        let tool = |name: &str| serde_json::json!({"name": name, "description": "Reads a UTF-8 text file and returns its content with line numbers. Paths are relative to the workspace root; paths outside it fail with an error.", "inputSchema": {"type": "object", "properties": {"path": {"type": "string", "description": "File or directory path"}, "limit": {"type": "integer", "minimum": 1, "maximum": 10000}}, "required": ["path"], "additionalProperties": false}});
-        let body = serde_json::json!({"id":"abcdef0123456789abcdef0123456789","status":200,"headers":{"content-type":"application/json"},"body":{"jsonrpc":"2.0","id":3,"result":{"tools":[tool("a"),tool("b"),tool("c"),tool("d"),tool("e")],"nextCursor":null}}}).to_string();
-        let n: usize = std::env::var("N")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(2000);
-        let which = std::env::var("WHICH").unwrap_or_default();
-        let frames: Vec<&str> = match std::env::var("FRAME").as_deref() {
-            Ok("notify") => vec![
-                r#"{"id":"9b2e6c1e-aaaa-bbbb-cccc-0123456789ab","type":"agent_completion_notify","response_id":"agc-01234567-89ab-cdef-0123-456789abcdef","content":"Please also check the tests under crates/proto before you answer; the maintainer asked for it."}"#,
-            ],
-            _ => vec![body.as_str()],
-        };
-        for _ in 0..n {
-            for f in &frames {
-                let f = std::hint::black_box(*f);
-                match which.as_str() {
-                    "scan" => assert!(super::is_json(f)),
-                    "serde" => assert!(serde_json::from_str::<serde::de::IgnoredAny>(f).is_ok()),
-                    _ => assert!(!matches!(
-                        crate::classify::server(f),
-                        crate::classify::Server::Junk
-                    )),
-                }
-            }
         }
     }
 }
