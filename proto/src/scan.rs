@@ -42,6 +42,40 @@ fn special(b: u8) -> bool {
     b == b'"' || b == b'\\' || b < 0x20
 }
 
+/// The high bit of each byte of `chars` that is a quote, a backslash or a
+/// control character (the word-at-a-time test serde_json uses; bits above
+/// the first found byte may be false positives, so only the lowest is
+/// read).
+#[inline]
+fn specials(chars: u64) -> u64 {
+    let ctrl = chars.wrapping_sub(ONES * 0x20) & !chars;
+    let quote = chars ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let slash = chars ^ (ONES * u64::from(b'\\'));
+    let slash = slash.wrapping_sub(ONES) & !slash;
+    (ctrl | quote | slash) & HIGH
+}
+
+/// Where the run of bytes from `pos` that need no escaping in a JSON
+/// string ends: at the first quote, backslash or control character, or the
+/// end. Eight bytes at a time while eight are left, then one at a time.
+#[inline]
+pub(crate) fn plain_end(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(word) = bytes.get(pos..pos + 8) {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let found = specials(u64::from_le_bytes(w));
+        if found != 0 {
+            return pos + found.trailing_zeros() as usize / 8;
+        }
+        pos += 8;
+    }
+    while bytes.get(pos).is_some_and(|&b| !special(b)) {
+        pos += 1;
+    }
+    pos
+}
+
 /// Which containers are open, one bit each (1 = object): the first 64
 /// levels in a word, deeper ones spilled to the heap.
 struct Nesting {
@@ -59,32 +93,40 @@ impl Nesting {
         }
     }
 
+    #[inline]
     fn push(&mut self, object: bool) {
         let d = self.depth;
-        let (word, bit) = match d.checked_sub(64) {
-            None => (&mut self.low, d),
-            Some(deep) => {
-                if self.high.len() <= deep / 64 {
-                    self.high.push(0);
-                }
-                match self.high.get_mut(deep / 64) {
-                    Some(word) => (word, deep % 64),
-                    None => return,
-                }
-            }
-        };
-        *word = (*word & !(1 << bit)) | (u64::from(object) << bit);
-        self.depth += 1;
+        if d < 64 {
+            self.low = (self.low & !(1 << d)) | (u64::from(object) << d);
+            self.depth += 1;
+        } else {
+            self.push_deep(object);
+        }
+    }
+
+    #[cold]
+    fn push_deep(&mut self, object: bool) {
+        let deep = self.depth - 64;
+        if self.high.len() <= deep / 64 {
+            self.high.push(0);
+        }
+        if let Some(word) = self.high.get_mut(deep / 64) {
+            let bit = deep % 64;
+            *word = (*word & !(1 << bit)) | (u64::from(object) << bit);
+            self.depth += 1;
+        }
     }
 
     /// The innermost open container: `Some(true)` for an object.
+    #[inline]
     fn top(&self) -> Option<bool> {
         let d = self.depth.checked_sub(1)?;
-        let (word, bit) = match d.checked_sub(64) {
-            None => (self.low, d),
-            Some(deep) => (*self.high.get(deep / 64)?, deep % 64),
+        let word = if d < 64 {
+            self.low
+        } else {
+            *self.high.get((d - 64) / 64)?
         };
-        Some(word >> bit & 1 == 1)
+        Some(word >> (d % 64) & 1 == 1)
     }
 
     fn pop(&mut self) {
@@ -110,10 +152,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips JSON whitespace and returns the next byte, if any.
+    #[inline]
     fn ws(&mut self) -> Option<u8> {
         let bytes = self.bytes();
         while let Some(&b) = bytes.get(self.pos) {
-            if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+            // Every whitespace byte is at most a space: compact JSON leaves
+            // after one comparison.
+            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
                 return Some(b);
             }
             self.pos += 1;
@@ -130,58 +175,34 @@ impl<'a> Scanner<'a> {
         self.ws().is_none()
     }
 
-    /// Advances to the first quote, backslash or control character of a
-    /// string's remaining text (or the end).
-    fn skip_plain(&mut self) {
-        let rest = self.bytes().get(self.pos..).unwrap_or_default();
-        let mut words = rest.chunks_exact(8);
-        let mut at = 0;
-        for word in words.by_ref() {
-            let mut w = [0; 8];
-            w.copy_from_slice(word);
-            let chars = u64::from_le_bytes(w);
-            let ctrl = chars.wrapping_sub(ONES * 0x20) & !chars;
-            let quote = chars ^ (ONES * u64::from(b'"'));
-            let quote = quote.wrapping_sub(ONES) & !quote;
-            let slash = chars ^ (ONES * u64::from(b'\\'));
-            let slash = slash.wrapping_sub(ONES) & !slash;
-            let found = (ctrl | quote | slash) & HIGH;
-            if found != 0 {
-                self.pos += at + found.trailing_zeros() as usize / 8;
-                return;
-            }
-            at += 8;
-        }
-        let tail = words.remainder();
-        self.pos += at + tail.iter().position(|&b| special(b)).unwrap_or(tail.len());
-    }
-
     /// Scans a string whose opening quote is next; returns where its text
     /// between the quotes starts (it ends before the closing quote, just
     /// before `self.pos`) and whether it has escapes.
+    #[inline]
     fn string(&mut self) -> Option<(usize, bool)> {
-        self.pos += 1;
-        let start = self.pos;
+        let bytes = self.bytes();
+        let start = self.pos + 1;
+        // Kept in a register: `self.pos` is written once, at the end.
+        let mut pos = start;
         let mut escaped = false;
         loop {
-            self.skip_plain();
-            match self.peek()? {
+            pos = plain_end(bytes, pos);
+            match *bytes.get(pos)? {
                 b'"' => {
-                    self.pos += 1;
+                    self.pos = pos + 1;
                     self.escaped = escaped;
                     return Some((start, escaped));
                 }
                 b'\\' => {
                     escaped = true;
-                    self.pos += 1;
-                    match self.peek()? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 1,
+                    match *bytes.get(pos + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => pos += 2,
                         b'u' => {
-                            let hex = self.bytes().get(self.pos + 1..self.pos + 5)?;
+                            let hex = bytes.get(pos + 2..pos + 6)?;
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return None;
                             }
-                            self.pos += 5;
+                            pos += 6;
                         }
                         _ => return None,
                     }
@@ -250,11 +271,11 @@ impl<'a> Scanner<'a> {
 
     /// Skips one value (after any whitespace) and returns its raw text.
     pub(crate) fn value(&mut self) -> Option<&'a str> {
-        self.ws()?;
+        let mut next = self.ws()?;
         let start = self.pos;
         let mut open = Nesting::new();
         loop {
-            match self.ws()? {
+            match next {
                 b'"' => {
                     self.string()?;
                 }
@@ -265,15 +286,18 @@ impl<'a> Scanner<'a> {
                     } else {
                         open.push(true);
                         self.key()?;
+                        next = self.ws()?;
                         continue;
                     }
                 }
                 b'[' => {
                     self.pos += 1;
-                    if self.ws()? == b']' {
+                    let first = self.ws()?;
+                    if first == b']' {
                         self.pos += 1;
                     } else {
                         open.push(false);
+                        next = first;
                         continue;
                     }
                 }
@@ -292,10 +316,12 @@ impl<'a> Scanner<'a> {
                     (b',', true) => {
                         self.pos += 1;
                         self.key()?;
+                        next = self.ws()?;
                         break;
                     }
                     (b',', false) => {
                         self.pos += 1;
+                        next = self.ws()?;
                         break;
                     }
                     (b'}', true) | (b']', false) => {
