@@ -2,9 +2,11 @@
 //! (PROTOCOL.md §3.1, §5: oldest forgotten first).
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
+
+use crate::fx::FxBuild;
 
 /// A set of ids with FIFO eviction, storing each id once: the table holds
 /// sequence numbers that index the ring.
@@ -15,44 +17,10 @@ pub(crate) struct EmittedIds {
     index: HashTable<u64>,
     base: u64,
     cap: usize,
+    /// The peer can look ids up but never insert one, so it cannot build
+    /// collision chains: a fast unkeyed hash is enough (see [`FxBuild`]).
     hasher: FxBuild,
     forgotten: u64,
-}
-
-/// A fast multiplicative hash (rustc's FxHash). The set only ever holds ids
-/// the application emitted; the peer can look ids up but never insert one,
-/// so it cannot build collision chains and SipHash's keyed defence buys
-/// nothing here.
-#[derive(Clone, Copy, Debug, Default)]
-struct FxBuild;
-
-#[derive(Default)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl BuildHasher for FxBuild {
-    type Hasher = Fx;
-    fn build_hasher(&self) -> Fx {
-        Fx::default()
-    }
 }
 
 impl EmittedIds {

@@ -79,6 +79,7 @@ mod emitted;
 mod engine;
 mod error;
 mod frame;
+mod fx;
 mod ids;
 mod queue;
 mod received;

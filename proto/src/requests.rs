@@ -12,6 +12,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use crate::error::{Error, Outcome};
+use crate::fx::FxBuild;
 use crate::ids::{RandomSource, fresh, mint_id};
 
 /// How a table keeps its ids: as the `String` minted for a sent request,
@@ -101,23 +102,24 @@ struct Slot<V, I> {
     value: V,
 }
 
-/// Requests in flight, keyed by id. Ids may be chosen by the peer, so the
-/// table uses std's randomly keyed SipHash, which stays fast under
-/// adversarial keys; each id is hashed once, when it arrives.
+/// Requests in flight, keyed by id, hashed with `S`: std's randomly keyed
+/// SipHash where the peer picks the ids (it stays fast under adversarial
+/// keys), [`FxBuild`] where this side minted them (see [`crate::fx`]).
+/// Each id is hashed once as it goes in and once as it comes out.
 #[derive(Debug)]
-pub(crate) struct Pending<V, I = String> {
+pub(crate) struct Pending<V, I = String, S = RandomState> {
     slots: HashTable<Slot<V, I>>,
-    hasher: RandomState,
+    hasher: S,
     /// `(deadline, seq)` of every request that has one: the earliest first.
     deadlines: BTreeSet<(Instant, u64)>,
     next_seq: u64,
 }
 
-impl<V, I: Id> Pending<V, I> {
+impl<V, I: Id, S: BuildHasher + Default> Pending<V, I, S> {
     pub(crate) fn new() -> Self {
         Self {
             slots: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: S::default(),
             deadlines: BTreeSet::new(),
             next_seq: 0,
         }
@@ -322,7 +324,8 @@ impl<V> Incoming<V> {
 /// deadlines, and ends each exactly once as an event carrying the token.
 #[derive(Debug)]
 pub(crate) struct Outgoing<K> {
-    pending: Pending<K>,
+    /// Keys this side minted: the peer only looks them up.
+    pending: Pending<K, String, FxBuild>,
     cap: usize,
 }
 
