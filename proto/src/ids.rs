@@ -43,7 +43,19 @@ impl RandomSource for SeededRandom {
 /// A fresh id: 128 random bits from `rng` as 32 lowercase hex digits. The
 /// sessions mint request ids and the registry session ids with it.
 pub fn mint_id(rng: &mut dyn RandomSource) -> String {
-    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+    let mut id = String::with_capacity(32);
+    for word in [rng.next_u64(), rng.next_u64()] {
+        // Most significant nibble first, as `{:016x}` writes it.
+        for nibble in word
+            .to_be_bytes()
+            .into_iter()
+            .flat_map(|b| [b >> 4, b & 0xf])
+        {
+            let digit = if nibble < 10 { b'0' } else { b'a' - 10 };
+            id.push(char::from(digit + nibble));
+        }
+    }
+    id
 }
 
 /// An id from `mint` that is not `taken`. Only a degenerate source repeats
@@ -61,4 +73,31 @@ pub(crate) fn fresh(
         n += 1;
     }
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RandomSource, SeededRandom, mint_id};
+
+    #[test]
+    fn minted_ids_are_the_two_words_in_zero_padded_lowercase_hex() {
+        let mut rng = SeededRandom::new(7);
+        let mut words = SeededRandom::new(7);
+        let mut edges = [0, u64::MAX, 0x0123_4567_89ab_cdef, 1].into_iter();
+        let mut fixed = move || edges.next().unwrap_or(0);
+        let mut fixed_words = [0, u64::MAX, 0x0123_4567_89ab_cdef, 1].into_iter();
+        assert_eq!(
+            mint_id(&mut fixed),
+            format!(
+                "{:016x}{:016x}",
+                fixed_words.next().unwrap(),
+                fixed_words.next().unwrap()
+            )
+        );
+        assert_eq!(mint_id(&mut fixed), "0123456789abcdef0000000000000001");
+        for _ in 0..100 {
+            let (a, b) = (words.next_u64(), words.next_u64());
+            assert_eq!(mint_id(&mut rng), format!("{a:016x}{b:016x}"));
+        }
+    }
 }

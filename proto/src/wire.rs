@@ -12,6 +12,8 @@ use std::borrow::Cow;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
+use crate::scan::plain_end;
+
 /// Raw JSON text, borrowed from a frame or owned; validated, never parsed
 /// into a tree. Compares by its text.
 #[derive(Clone, Debug)]
@@ -661,8 +663,13 @@ fn itoa_u16(mut n: u16) -> Digits {
 pub(crate) fn escape_into(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
+    // From one byte that needs escaping to the next, skipping the plain
+    // runs between them a word at a time.
+    loop {
+        let i = plain_end(bytes, start);
+        let Some(&b) = bytes.get(i) else { break };
         let short = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -671,8 +678,7 @@ pub(crate) fn escape_into(out: &mut String, s: &str) {
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
+            _ => "",
         };
         out.push_str(s.get(start..i).unwrap_or_default());
         start = i + 1;
