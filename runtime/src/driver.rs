@@ -21,6 +21,7 @@ use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 use wirestream_proto::{CloseCode, EndReason, Engine, Inbound, Stats};
 
+use crate::local_wake::LocalWake;
 use crate::rt::Runtime;
 use crate::socket::{Direction, Tap, close_code, to_message};
 use crate::telemetry::{self, Open, Role, Traffic};
@@ -114,6 +115,11 @@ pub(crate) struct Driver<R: Runtime, S, A: Application> {
     sleep: Option<Pin<Box<R::Sleep>>>,
     /// When the input at hand came (the clock is read once per input).
     now: Instant,
+    /// The armed sleep was polled (and is pending) in this poll of the task.
+    sleep_polled: bool,
+    /// This turn of the task fed [`BUDGET`] inputs: it yields to the
+    /// executor.
+    exhausted: bool,
     /// Alternates which input is tried first, for fairness.
     socket_first: bool,
     /// The socket had nothing to read earlier in this poll; its waker is
@@ -154,6 +160,8 @@ where
             armed: None,
             sleep: None,
             socket_first: true,
+            exhausted: false,
+            sleep_polled: false,
             read_idle: false,
             end: None,
             by_timer: false,
@@ -172,8 +180,21 @@ where
     #[allow(clippy::drop_non_drop)]
     pub(crate) fn run(mut self) -> impl Future<Output = (EndReason, Stats)> {
         let mut open = Some(Open::new(A::ROLE));
+        let local = std::sync::Arc::new(LocalWake::default());
+        let waker = LocalWake::waker(&local);
         poll_fn(move |cx| {
-            let polled = self.poll_drive(cx);
+            self.exhausted = false;
+            let polled = local.poll(cx, &waker, |cx| {
+                if self.exhausted {
+                    return Poll::Pending;
+                }
+                self.poll_drive(cx)
+            });
+            if self.exhausted {
+                // Out of budget: back in the executor's queue, behind the
+                // tasks that were waiting.
+                cx.waker().wake_by_ref();
+            }
             self.traffic.flush(A::ROLE);
             if polled.is_pending() {
                 return Poll::Pending;
@@ -191,6 +212,7 @@ where
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut budget = BUDGET;
         self.read_idle = false;
+        self.sleep_polled = false;
         // A deadline that has come is fed before anything is written: the
         // write stall is judged on what the transport took before it, not
         // on what it takes now that the timer has woken the task (a reactor
@@ -238,7 +260,7 @@ where
             budget -= 1;
             if budget == 0 {
                 self.flush(cx);
-                cx.waker().wake_by_ref();
+                self.exhausted = true;
                 return Poll::Pending;
             }
         }
@@ -365,11 +387,18 @@ where
                 }
                 self.armed = Some(deadline);
                 self.sleep = Some(Box::pin(self.rt.sleep_until(deadline)));
+                self.sleep_polled = false;
             }
             let Some(sleep) = &mut self.sleep else {
                 return false;
             };
+            // Polled once per poll of the task: it holds the task's one
+            // waker from then on, and wakes it when it fires.
+            if self.sleep_polled {
+                return false;
+            }
             if sleep.as_mut().poll(cx).is_pending() {
+                self.sleep_polled = true;
                 return false;
             }
             // Fired: for this deadline (fed on the next round), or early

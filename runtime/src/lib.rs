@@ -87,6 +87,7 @@ mod detached;
 mod driver;
 mod handshake;
 mod http;
+mod local_wake;
 mod notifier;
 mod parked;
 mod random;

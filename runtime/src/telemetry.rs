@@ -278,6 +278,11 @@ pub(crate) struct Traffic {
     refused: u64,
     #[cfg(feature = "metrics")]
     counts: [(u64, u64); 2],
+    /// The counters of frames and bytes, in and out, looked up once per
+    /// connection (a lookup hashes the name and labels) at its first flush:
+    /// a recorder installed later counts the connections opened after it.
+    #[cfg(feature = "metrics")]
+    counters: Option<[(metrics::Counter, metrics::Counter); 2]>,
 }
 
 /// `{"type":"error"` begins every error answer a server sends to a client
@@ -327,14 +332,26 @@ impl Traffic {
     pub(crate) fn flush(&mut self, role: Role) {
         let _ = role;
         #[cfg(feature = "metrics")]
-        for (i, direction) in ["in", "out"].into_iter().enumerate() {
-            let (frames, bytes) = std::mem::take(&mut self.counts[i]);
-            if frames > 0 {
-                let role = role.as_str();
-                metrics::counter!("wirestream_frames_total", "role" => role, "direction" => direction)
-                    .increment(frames);
-                metrics::counter!("wirestream_frame_bytes_total", "role" => role, "direction" => direction)
-                    .increment(bytes);
+        {
+            if self.counts == [(0, 0); 2] {
+                return;
+            }
+            let counters = self.counters.get_or_insert_with(|| {
+                ["in", "out"].map(|direction| {
+                    let role = role.as_str();
+                    (
+                        metrics::counter!("wirestream_frames_total", "role" => role, "direction" => direction),
+                        metrics::counter!("wirestream_frame_bytes_total", "role" => role, "direction" => direction),
+                    )
+                })
+            });
+            for ((frames, bytes), (frame_counter, byte_counter)) in
+                self.counts.iter_mut().zip(counters.iter())
+            {
+                if *frames > 0 {
+                    frame_counter.increment(std::mem::take(frames));
+                    byte_counter.increment(std::mem::take(bytes));
+                }
             }
         }
     }
