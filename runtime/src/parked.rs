@@ -75,4 +75,14 @@ impl<T> Parked<T> {
         }
         next
     }
+
+    /// The next command if one is waiting now (no waker registered), unless
+    /// one is parked: for taking what the application queued in one batch.
+    /// A closed channel is left for [`poll_next`](Self::poll_next) to report.
+    pub(crate) fn try_next(&mut self) -> Option<T> {
+        if self.parked.is_some() || !self.open {
+            return None;
+        }
+        self.rx.try_recv().ok()
+    }
 }

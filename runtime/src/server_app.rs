@@ -25,7 +25,7 @@ use crate::parked::{Parked, Room};
 use crate::registry::Attached;
 use crate::server_request::{Outgoing, Reply, RequestFailed, reply_of};
 use crate::session::{
-    Answer, HandlerResult, HandlerTask, IncomingRequest, Produced, Session, handler_task,
+    Answer, ChunkIds, HandlerResult, HandlerTask, IncomingRequest, Produced, Session, handler_task,
     handler_vanished,
 };
 use crate::telemetry::{self, Role, Timeout};
@@ -120,18 +120,12 @@ where
         }
     }
 
-    fn chunk(
-        &mut self,
-        engine: &mut Engine,
-        chunk: Box<RawValue>,
-        ids: Vec<Box<str>>,
-        now: Instant,
-    ) {
+    fn chunk(&mut self, engine: &mut Engine, chunk: Box<RawValue>, ids: ChunkIds, now: Instant) {
         // Closed or finished: the handler learns it from its channel.
         if let Err(Refused {
             error: Error::Full,
             value,
-        }) = engine.send_chunk(now, chunk, &ids)
+        }) = engine.send_chunk(now, chunk, ids.iter())
         {
             self.produced
                 .park(&mut self.room, Produced::Chunk(value, ids));
@@ -159,6 +153,20 @@ where
                     telemetry::handler_panicked(Role::Server);
                     self.fail_parked_request();
                 }
+            }
+        }
+    }
+
+    /// Takes the chunks the handler queued beside the one just taken, so a
+    /// producer that is ahead costs one pass of the driver per batch, not
+    /// per chunk. The channel's capacity bounds the batch (the handler is
+    /// not polled meanwhile), and a chunk the engine refuses as full ends it.
+    fn more_produced(&mut self, engine: &mut Engine, now: Instant) {
+        while let Some(produced) = self.produced.try_next() {
+            let end = matches!(produced, Produced::End(_));
+            self.produced(engine, Some(produced), now);
+            if end {
+                return;
             }
         }
     }
@@ -321,7 +329,13 @@ where
     fn apply(&mut self, engine: &mut Engine, command: Command, now: Instant) {
         match command {
             Command::Answer(answer) => Self::answer(engine, answer, now),
-            Command::Produced(produced) => self.produced(engine, produced, now),
+            Command::Produced(produced) => {
+                let chunk = matches!(produced, Some(Produced::Chunk(..)));
+                self.produced(engine, produced, now);
+                if chunk {
+                    self.more_produced(engine, now);
+                }
+            }
             Command::Request(outgoing) => self.request(engine, outgoing, now),
             Command::GoAway => self.go_away(engine, now),
         }

@@ -96,9 +96,87 @@ pub(crate) fn handler_panicked() -> ResponseError<'static> {
 /// What a handler's task sends its driver, in order.
 pub(crate) enum Produced {
     /// A chunk, serialized, and the agent-completion ids it carries.
-    Chunk(Box<RawValue>, Vec<Box<str>>),
+    Chunk(Box<RawValue>, ChunkIds),
     /// The handler's result; nothing follows it.
     End(HandlerResult),
+}
+
+/// The agent-completion ids a chunk carries, on their way to the driver:
+/// inline when they fit (a chunk usually carries one id of a few dozen
+/// bytes), so queuing a chunk allocates nothing for them.
+pub(crate) enum ChunkIds {
+    /// Each id as its length (one byte) then its bytes, in `bytes[..len]`.
+    Inline {
+        len: usize,
+        bytes: [u8; ChunkIds::INLINE],
+    },
+    Heap(Vec<Box<str>>),
+}
+
+impl ChunkIds {
+    const INLINE: usize = 62;
+
+    fn new<I>(ids: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let mut bytes = [0; Self::INLINE];
+        let mut len = 0;
+        let mut ids = ids.into_iter();
+        while let Some(id) = ids.next() {
+            let id = id.as_ref();
+            let room = bytes
+                .get_mut(len..len + 1 + id.len())
+                .and_then(<[u8]>::split_first_mut);
+            match (u8::try_from(id.len()), room) {
+                (Ok(n), Some((head, tail))) => {
+                    *head = n;
+                    tail.copy_from_slice(id.as_bytes());
+                    len += 1 + id.len();
+                }
+                _ => {
+                    let mut all: Vec<Box<str>> =
+                        Ids::Inline(&bytes[..len]).map(Into::into).collect();
+                    all.push(id.into());
+                    all.extend(ids.map(|id| id.as_ref().into()));
+                    return Self::Heap(all);
+                }
+            }
+        }
+        Self::Inline { len, bytes }
+    }
+
+    /// The ids, in the order given.
+    pub(crate) fn iter(&self) -> Ids<'_> {
+        match self {
+            Self::Inline { len, bytes } => Ids::Inline(&bytes[..*len]),
+            Self::Heap(ids) => Ids::Heap(ids.iter()),
+        }
+    }
+}
+
+/// The iterator of [`ChunkIds::iter`].
+pub(crate) enum Ids<'a> {
+    Inline(&'a [u8]),
+    Heap(std::slice::Iter<'a, Box<str>>),
+}
+
+impl<'a> Iterator for Ids<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Self::Inline(bytes) => {
+                let (&n, rest) = bytes.split_first()?;
+                let (id, rest) = rest.split_at_checked(usize::from(n))?;
+                *bytes = rest;
+                // Copied whole from a `str`: always UTF-8.
+                std::str::from_utf8(id).ok()
+            }
+            Self::Heap(ids) => ids.next().map(|id| &**id),
+        }
+    }
 }
 
 /// The error a stream fails with when its handler's task died (a panic)
@@ -210,7 +288,7 @@ impl ChunkSender {
         if chunk.get().len() > self.max_frame_size {
             return Err(SendError::TooLarge);
         }
-        let ids = ids.into_iter().map(|id| id.as_ref().into()).collect();
+        let ids = ChunkIds::new(ids);
         self.tx
             .send(Produced::Chunk(chunk, ids))
             .await
@@ -545,5 +623,34 @@ impl IncomingRequest {
 impl Drop for IncomingRequest {
     fn drop(&mut self) {
         self.answer(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChunkIds;
+
+    #[test]
+    fn chunk_ids_keep_their_order_inline_while_they_fit_and_on_the_heap_after() {
+        let uuid = "agc-8c7a0f8e-0c4b-4a51-9a53-6d1b1bb0a3f2";
+        let long = "x".repeat(300);
+        let cases: [&[&str]; 6] = [
+            &[],
+            &[uuid],
+            &["", "a", "é"],
+            &[uuid, "agc-2", "agc-3"],
+            &[uuid, uuid],
+            &["a", &long, "b"],
+        ];
+        for ids in cases {
+            let kept = ChunkIds::new(ids);
+            let bytes: usize = ids.iter().map(|id| id.len() + 1).sum();
+            assert_eq!(
+                matches!(kept, ChunkIds::Inline { .. }),
+                bytes <= ChunkIds::INLINE,
+                "{ids:?}"
+            );
+            assert_eq!(kept.iter().collect::<Vec<_>>(), ids);
+        }
     }
 }
