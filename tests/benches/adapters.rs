@@ -226,105 +226,211 @@ fn bench_runtime<R: Runtime + Default>(
     let (wire_url, bare_url, echo_and_hold) = urls;
     let (echo_url, hold_url) = echo_and_hold.split_once('|').unwrap();
 
+    // Each side of each figure, timed over `iters` runs (streams of
+    // CHUNKS chunks, or round trips).
+    let stream = |url: &str, iters: u64| {
+        block_on(Box::pin(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                assert_eq!(read_stream(&rt, url).await, CHUNKS);
+            }
+            start.elapsed()
+        }))
+    };
+    let from_task = |iters: u64| {
+        block_on(Box::pin(async {
+            let (mut chunks, _notifier) = Client::new(rt.clone(), hold_url)
+                .on_server_request(|_| async { HttpResponse::new(200) })
+                .connect::<_, serde_json::Value>(&serde_json::json!({}))
+                .await
+                .unwrap();
+            chunks.next().await.unwrap().unwrap();
+            while !registry.contains("bench") {
+                std::thread::yield_now();
+            }
+            // The requester is a task of the runtime, as an HTTP
+            // bridge's handler would be.
+            let (done, elapsed) = oneshot::channel();
+            let requests = registry.clone();
+            rt.spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let response = requests.request("bench", HttpRequest::new("GET")).await;
+                    assert_eq!(response.unwrap().status(), Some(200));
+                }
+                let _ = done.send(start.elapsed());
+            });
+            let elapsed = elapsed.await.unwrap();
+            drop(chunks);
+            while registry.contains("bench") {
+                std::thread::yield_now();
+            }
+            elapsed
+        }))
+    };
+    let in_session = |iters: u64| {
+        block_on(Box::pin(async {
+            let (mut chunks, _notifier) = Client::new(rt.clone(), &ask_url)
+                .on_server_request(|_| async { HttpResponse::new(200) })
+                .connect::<_, serde_json::Value>(&serde_json::json!({ "iters": iters }))
+                .await
+                .unwrap();
+            let report = chunks.next().await.unwrap().unwrap();
+            Duration::from_nanos(report["ns"].as_u64().unwrap())
+        }))
+    };
+    let bare_echo = |iters: u64| {
+        block_on(Box::pin(async {
+            let mut ws = raw_connect(&rt, echo_url).await;
+            let (done, elapsed) = oneshot::channel();
+            rt.spawn(async move {
+                // The size of a server request frame.
+                let frame = r#"{"id":"8c7a0f8e-0c4b-4a51-9a53-6d1b1bb0a3f2","method":"GET"}"#;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    ws.send(Message::text(frame)).await.unwrap();
+                    let echo = ws.next().await.unwrap().unwrap();
+                    assert!(echo.is_text());
+                }
+                let _ = done.send(start.elapsed());
+                let _ = ws.close(None).await;
+            });
+            elapsed.await.unwrap()
+        }))
+    };
+
     let mut group = c.benchmark_group(format!("stream_1k/{name}"));
     group.throughput(Throughput::Elements(CHUNKS as u64));
     group.sample_size(20);
-    group.bench_function("wirestream", |b| {
-        b.iter_custom(|iters| {
-            block_on(Box::pin(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    assert_eq!(read_stream(&rt, &wire_url).await, CHUNKS);
-                }
-                start.elapsed()
-            }))
-        });
-    });
-    for (name, url) in [("bare", &bare_url), ("bare_send", &send_url)] {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                block_on(Box::pin(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        assert_eq!(read_stream(&rt, url).await, CHUNKS);
-                    }
-                    start.elapsed()
-                }))
-            });
-        });
+    for (side, url) in [
+        ("wirestream", &wire_url),
+        ("bare", &bare_url),
+        ("bare_send", &send_url),
+    ] {
+        group.bench_function(side, |b| b.iter_custom(|iters| stream(url, iters)));
     }
     group.finish();
 
     let mut group = c.benchmark_group(format!("round_trip/{name}"));
-    group.bench_function("wirestream", |b| {
-        b.iter_custom(|iters| {
-            block_on(Box::pin(async {
-                let (mut chunks, _notifier) = Client::new(rt.clone(), hold_url)
-                    .on_server_request(|_| async { HttpResponse::new(200) })
-                    .connect::<_, serde_json::Value>(&serde_json::json!({}))
-                    .await
-                    .unwrap();
-                chunks.next().await.unwrap().unwrap();
-                while !registry.contains("bench") {
-                    std::thread::yield_now();
-                }
-                // The requester is a task of the runtime, as an HTTP
-                // bridge's handler would be.
-                let (done, elapsed) = oneshot::channel();
-                let requests = registry.clone();
-                rt.spawn(async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let response = requests.request("bench", HttpRequest::new("GET")).await;
-                        assert_eq!(response.unwrap().status(), Some(200));
-                    }
-                    let _ = done.send(start.elapsed());
-                });
-                let elapsed = elapsed.await.unwrap();
-                drop(chunks);
-                while registry.contains("bench") {
-                    std::thread::yield_now();
-                }
-                elapsed
-            }))
-        });
-    });
-    group.bench_function("in_session", |b| {
-        b.iter_custom(|iters| {
-            block_on(Box::pin(async {
-                let (mut chunks, _notifier) = Client::new(rt.clone(), &ask_url)
-                    .on_server_request(|_| async { HttpResponse::new(200) })
-                    .connect::<_, serde_json::Value>(&serde_json::json!({ "iters": iters }))
-                    .await
-                    .unwrap();
-                let report = chunks.next().await.unwrap().unwrap();
-                Duration::from_nanos(report["ns"].as_u64().unwrap())
-            }))
-        });
-    });
-    group.bench_function("bare_echo", |b| {
-        b.iter_custom(|iters| {
-            block_on(Box::pin(async {
-                let mut ws = raw_connect(&rt, echo_url).await;
-                let (done, elapsed) = oneshot::channel();
-                rt.spawn(async move {
-                    // The size of a server request frame.
-                    let frame = r#"{"id":"8c7a0f8e-0c4b-4a51-9a53-6d1b1bb0a3f2","method":"GET"}"#;
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        ws.send(Message::text(frame)).await.unwrap();
-                        let echo = ws.next().await.unwrap().unwrap();
-                        assert!(echo.is_text());
-                    }
-                    let _ = done.send(start.elapsed());
-                    let _ = ws.close(None).await;
-                });
-                elapsed.await.unwrap()
-            }))
-        });
-    });
+    group.bench_function("wirestream", |b| b.iter_custom(from_task));
+    group.bench_function("in_session", |b| b.iter_custom(in_session));
+    group.bench_function("bare_echo", |b| b.iter_custom(bare_echo));
     group.finish();
+
+    // The ratios, from interleaved rounds: each round times one run of
+    // each side back to back, so the machine's drift between criterion's
+    // sequential runs (10-30% here) hits both sides of a round alike.
+    let rounds = paired_rounds();
+    if rounds > 0 {
+        let stream_rounds = rounds.div_ceil(4);
+        let figures = [
+            paired(
+                format!("stream_1k/{name}: bare / wirestream time (= throughput ratio)"),
+                stream_rounds,
+                || stream(&bare_url, 1),
+                || stream(&wire_url, 1),
+                Target::AtLeast(0.8),
+            ),
+            paired(
+                format!("stream_1k/{name}: bare_send / wirestream time (reference)"),
+                stream_rounds,
+                || stream(&send_url, 1),
+                || stream(&wire_url, 1),
+                Target::None,
+            ),
+            paired(
+                format!("round_trip/{name}: wirestream (from a task of its own) / bare echo"),
+                rounds,
+                || from_task(ROUND_TRIPS),
+                || bare_echo(ROUND_TRIPS),
+                Target::AtMost(1.2),
+            ),
+            paired(
+                format!("round_trip/{name}: in_session (Session::request) / bare echo"),
+                rounds,
+                || in_session(ROUND_TRIPS),
+                || bare_echo(ROUND_TRIPS),
+                Target::AtMost(1.2),
+            ),
+        ];
+        PAIRED.with_borrow_mut(|all| all.extend(figures));
+    }
     drop(servers);
+}
+
+/// Round trips per timed block of a paired round.
+const ROUND_TRIPS: u64 = 400;
+
+/// Paired rounds per round-trip figure (a quarter of that for the streams,
+/// whose runs are longer): `WIRESTREAM_BENCH_ROUNDS`, 40 by default, 0 to
+/// skip; 2 under `cargo test --benches`.
+fn paired_rounds() -> usize {
+    let flag = |f: &str| std::env::args().any(|a| a == f);
+    if flag("--list") || flag("--profile-time") {
+        0
+    } else if flag("--bench") {
+        std::env::var("WIRESTREAM_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(40)
+    } else {
+        2
+    }
+}
+
+/// What a paired figure is held to.
+#[derive(Clone, Copy)]
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+    None,
+}
+
+/// A paired figure: the median of the per-round ratios `a / b`, with
+/// their quartiles, and the median time of each side.
+struct Paired {
+    what: String,
+    ratio: [f64; 3],
+    times: [Duration; 2],
+    target: Target,
+}
+
+thread_local! {
+    static PAIRED: std::cell::RefCell<Vec<Paired>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `rounds` rounds, each timing `a` then `b` (alternating which goes
+/// first, so neither always runs on a warmer machine).
+fn paired(
+    what: String,
+    rounds: usize,
+    mut a: impl FnMut() -> Duration,
+    mut b: impl FnMut() -> Duration,
+    target: Target,
+) -> Paired {
+    let (mut ratios, mut at, mut bt) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (ta, tb) = if round % 2 == 0 {
+            let ta = a();
+            (ta, b())
+        } else {
+            let tb = b();
+            (a(), tb)
+        };
+        ratios.push(ta.as_secs_f64() / tb.as_secs_f64());
+        at.push(ta);
+        bt.push(tb);
+    }
+    ratios.sort_by(f64::total_cmp);
+    at.sort();
+    bt.sort();
+    let q = |n: usize| ratios[(ratios.len() - 1) * n / 4];
+    Paired {
+        what,
+        ratio: [q(2), q(1), q(3)],
+        times: [at[at.len() / 2], bt[bt.len() / 2]],
+        target,
+    }
 }
 
 fn on_tokio(f: std::pin::Pin<Box<dyn Future<Output = Duration> + '_>>) -> Duration {
@@ -355,92 +461,37 @@ criterion_group! {
     targets = adapters
 }
 
-/// Runs the benchmarks, then prints each figure as a ratio to its baseline
-/// measured in this run, with its target.
+/// Runs the benchmarks (criterion: absolute times), then prints each
+/// figure as a ratio to its baseline from interleaved rounds, with its
+/// target.
 fn main() {
-    let since = std::time::SystemTime::now();
     benches();
     Criterion::default().configure_from_args().final_summary();
-    report(since);
+    report();
 }
 
-/// Criterion's median of `group/name`, if this run measured it.
-fn median(
-    dir: &std::path::Path,
-    group: &str,
-    name: &str,
-    since: std::time::SystemTime,
-) -> Option<f64> {
-    let file = dir
-        .join(group)
-        .join(name)
-        .join("new")
-        .join("estimates.json");
-    let modified = std::fs::metadata(&file).and_then(|m| m.modified()).ok()?;
-    if modified < since {
-        return None;
+fn report() {
+    let figures = PAIRED.with_borrow_mut(std::mem::take);
+    if figures.is_empty() {
+        return;
     }
-    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
-fn report(since: std::time::SystemTime) {
-    // `target/<profile>/deps/adapters-…` → `target/criterion`, unless
-    // criterion was told otherwise.
-    let dir = std::env::var_os("CRITERION_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-        });
-    let Some(dir) = dir else { return };
-    println!("\nratios to the baseline measured in this run (criterion medians):");
-    for rt in ["tokio", "smol"] {
-        let stream = format!("stream_1k_{rt}");
-        let round = format!("round_trip_{rt}");
-        let figures = [
-            (
-                format!("stream_1k/{rt}: wirestream throughput / bare (feed, flush when idle)"),
-                median(&dir, &stream, "bare", since),
-                median(&dir, &stream, "wirestream", since),
-                "≥",
-                0.8,
-            ),
-            (
-                format!(
-                    "stream_1k/{rt}: wirestream throughput / bare_send (flush per frame, reference)"
-                ),
-                median(&dir, &stream, "bare_send", since),
-                median(&dir, &stream, "wirestream", since),
-                "",
-                0.0,
-            ),
-            (
-                format!("round_trip/{rt}: wirestream (from a task of its own) / bare echo"),
-                median(&dir, &round, "wirestream", since),
-                median(&dir, &round, "bare_echo", since),
-                "≤",
-                1.2,
-            ),
-            (
-                format!("round_trip/{rt}: in_session (Session::request) / bare echo"),
-                median(&dir, &round, "in_session", since),
-                median(&dir, &round, "bare_echo", since),
-                "≤",
-                1.2,
-            ),
-        ];
-        for (what, a, b, op, target) in figures {
-            let (Some(a), Some(b)) = (a, b) else { continue };
-            let ratio = a / b;
-            let verdict = match op {
-                "≥" if ratio >= target => format!("target ≥ {target}×: met"),
-                "≥" => format!("target ≥ {target}×: MISSED"),
-                "≤" if ratio <= target => format!("target ≤ {target}×: met"),
-                "≤" => format!("target ≤ {target}×: MISSED"),
-                _ => String::new(),
-            };
-            println!("  {what}: {ratio:.2}×  {verdict}");
-        }
+    println!(
+        "\nratios, paired: median [quartiles] of the per-round ratios of interleaved rounds; median time of each side"
+    );
+    for Paired {
+        what,
+        ratio: [median, low, high],
+        times: [a, b],
+        target,
+    } in figures
+    {
+        let verdict = match target {
+            Target::AtLeast(t) if median >= t => format!("target >= {t}x: met"),
+            Target::AtLeast(t) => format!("target >= {t}x: MISSED"),
+            Target::AtMost(t) if median <= t => format!("target <= {t}x: met"),
+            Target::AtMost(t) => format!("target <= {t}x: MISSED"),
+            Target::None => String::new(),
+        };
+        println!("  {what}: {median:.2}x [{low:.2}x..{high:.2}x] ({a:.1?} vs {b:.1?})  {verdict}");
     }
 }
