@@ -207,12 +207,14 @@ impl<T: AsRef<str>, K> ClientSession<T, K> {
         body: Option<&RawValue>,
     ) -> Result<(), Error> {
         self.core.ensure_open()?;
-        if self.received.get(id).is_none() {
-            return Err(Error::UnknownRequest);
-        }
-        let frame = Frame::http(id, Head::Status(status), headers, body);
-        self.core.fits(frame.len())?;
-        self.received.answer(id);
+        let core = &self.core;
+        let frame = self
+            .received
+            .answer_with(id, |()| {
+                let frame = Frame::http(id, Head::Status(status), headers, body);
+                core.fits(frame.len()).map(|()| frame)
+            })
+            .ok_or(Error::UnknownRequest)??;
         self.core.push(frame);
         self.core.note(now);
         Ok(())

@@ -137,10 +137,6 @@ impl<V, I: Id, S: BuildHasher + Default> Pending<V, I, S> {
         self.find(id).is_some()
     }
 
-    pub(crate) fn get(&self, id: &str) -> Option<&V> {
-        self.find(id).map(|slot| &slot.value)
-    }
-
     fn find(&self, id: &str) -> Option<&Slot<V, I>> {
         self.slots
             .find(self.hasher.hash_one(id), |slot| slot.id.is(id))
@@ -191,9 +187,24 @@ impl<V, I: Id, S: BuildHasher + Default> Pending<V, I, S> {
         Ok(true)
     }
 
-    /// Ends a request by its answer.
-    pub(crate) fn remove(&mut self, id: &str) -> Option<V> {
-        self.remove_entry(id).map(|(_, v)| v)
+    /// Ends the request `id` if `answer` makes its answer from its value,
+    /// hashing `id` once: `None` if no such request is pending; the
+    /// request stays pending if `answer` fails.
+    pub(crate) fn remove_with<R, E>(
+        &mut self,
+        id: &str,
+        answer: impl FnOnce(&V) -> Result<R, E>,
+    ) -> Option<Result<R, E>> {
+        let hash = self.hasher.hash_one(id);
+        let entry = self.slots.find_entry(hash, |slot| slot.id.is(id)).ok()?;
+        let answered = answer(&entry.get().value);
+        if answered.is_ok() {
+            let (slot, _) = entry.remove();
+            if let Some(d) = slot.deadline {
+                self.deadlines.remove(&(d, slot.seq));
+            }
+        }
+        Some(answered)
     }
 
     /// Ends a request by its answer, handing back its owned id.
@@ -303,14 +314,14 @@ impl<V> Incoming<V> {
         }
     }
 
-    /// The value of the request `id`, if it is waiting for an answer.
-    pub(crate) fn get(&self, id: &str) -> Option<&V> {
-        self.pending.get(id)
-    }
-
-    /// Ends a request by its answer.
-    pub(crate) fn answer(&mut self, id: &str) -> Option<V> {
-        self.pending.remove(id)
+    /// Ends the request `id` with the answer `answer` makes from its value
+    /// (see [`Pending::remove_with`]): `None` if it is not waiting for one.
+    pub(crate) fn answer_with<R, E>(
+        &mut self,
+        id: &str,
+        answer: impl FnOnce(&V) -> Result<R, E>,
+    ) -> Option<Result<R, E>> {
+        self.pending.remove_with(id, answer)
     }
 
     /// Ends every request, in arrival order.
@@ -408,8 +419,12 @@ mod tests {
         assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(1)));
         let expired = p.expire(t0 + Duration::from_secs(1));
         assert_eq!(expired, vec![("b".into(), 2)]);
-        assert_eq!(p.remove("b"), None);
-        assert_eq!(p.remove("a"), Some(1));
+        assert_eq!(p.remove_with("b", |&v| Ok::<_, ()>(v)), None);
+        assert_eq!(
+            p.remove_with("a", |_| Err::<(), _>("kept")),
+            Some(Err("kept"))
+        );
+        assert_eq!(p.remove_with("a", |&v| Ok::<_, ()>(v)), Some(Ok(1)));
         assert_eq!(p.next_deadline(), None);
         assert_eq!(p.drain(), vec![("c".into(), 3)]);
         assert!(p.is_empty());

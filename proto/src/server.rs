@@ -372,15 +372,17 @@ impl<T: AsRef<str>, K> ServerSession<T, K> {
         result: impl FnOnce(&str) -> Result<(), RequestError>,
     ) -> Result<(), Error> {
         self.core.ensure_open()?;
-        let Some(response_id) = self.received.get(id) else {
-            return Err(Error::UnknownRequest);
-        };
-        let reply = match result(response_id.as_str()) {
-            Ok(()) => Frame::ok(id),
-            Err(e) => Frame::error_reply(id, e.code, &e.message),
-        };
-        self.core.fits(reply.len())?;
-        self.received.answer(id);
+        let core = &self.core;
+        let reply = self
+            .received
+            .answer_with(id, |response_id| {
+                let reply = match result(response_id.as_str()) {
+                    Ok(()) => Frame::ok(id),
+                    Err(e) => Frame::error_reply(id, e.code, &e.message),
+                };
+                core.fits(reply.len()).map(|()| reply)
+            })
+            .ok_or(Error::UnknownRequest)??;
         self.core.push(reply);
         self.core.note(now);
         if matches!(self.state, State::Draining { .. }) && self.received.is_empty() {

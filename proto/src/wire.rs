@@ -515,27 +515,31 @@ impl Frame {
         Self(s)
     }
 
-    fn key(&mut self, key: &str) {
+    /// Writes `key` as it is: every key is one of this file's constants,
+    /// none of which needs escaping.
+    fn key(&mut self, key: &'static str) {
+        debug_assert_eq!(plain_end(key.as_bytes(), 0), key.len());
         if self.0.len() > 1 {
             self.0.push(',');
         }
-        escape_into(&mut self.0, key);
-        self.0.push(':');
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
     }
 
-    fn str(mut self, key: &str, value: &str) -> Self {
+    fn str(mut self, key: &'static str, value: &str) -> Self {
         self.key(key);
         escape_into(&mut self.0, value);
         self
     }
 
-    fn code(mut self, key: &str, value: u16) -> Self {
+    fn code(mut self, key: &'static str, value: u16) -> Self {
         self.key(key);
         self.0.push_str(itoa_u16(value).as_str());
         self
     }
 
-    fn raw(mut self, key: &str, json: &str) -> Self {
+    fn raw(mut self, key: &'static str, json: &str) -> Self {
         self.key(key);
         self.0.push_str(json);
         self
