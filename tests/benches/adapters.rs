@@ -14,7 +14,14 @@
 //!   `in_session` asks from the session's handler with `Session::request`
 //!   (the handler runs on the connection's task: no crossing).
 //!
-//! `cargo bench -p wirestream-tests --bench adapters`; ratios: see
+//! criterion measures each side's absolute time; the ratios come from
+//! interleaved paired rounds (one run of each side back to back, alternating
+//! which goes first), printed at the end as the median of the per-round
+//! ratios with its quartiles and target.
+//!
+//! `cargo bench -p wirestream-tests --bench adapters`
+//! (`WIRESTREAM_BENCH_ROUNDS=N` paired rounds per round-trip figure, a
+//! quarter as many per stream figure; 40 by default); figures: see
 //! BENCHMARKS.md.
 
 use std::future::Future;
