@@ -11,7 +11,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use async_tungstenite::WebSocketStream;
@@ -21,7 +21,7 @@ use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 use wirestream_proto::{CloseCode, EndReason, Engine, Inbound, Stats};
 
-use crate::local_wake::LocalWake;
+use crate::local_wake::{LocalWake, SOCKET};
 use crate::rt::Runtime;
 use crate::socket::{Direction, Tap, close_code, to_message};
 use crate::telemetry::{self, Open, Role, Traffic};
@@ -117,13 +117,16 @@ pub(crate) struct Driver<R: Runtime, S, A: Application> {
     now: Instant,
     /// The armed sleep was polled (and is pending) in this poll of the task.
     sleep_polled: bool,
+    /// The waker every use of the socket registers: the socket's own part
+    /// of the driver's [`LocalWake`].
+    socket_waker: Waker,
     /// This turn of the task fed [`BUDGET`] inputs: it yields to the
     /// executor.
     exhausted: bool,
     /// Alternates which input is tried first, for fairness.
     socket_first: bool,
-    /// The socket had nothing to read earlier in this poll; its waker is
-    /// registered, so it is not asked again until the task is woken.
+    /// The socket had nothing to read, and has not woken the driver since:
+    /// it is not asked again until it does (its waker is registered).
     read_idle: bool,
     end: Option<EndReason>,
     /// The input at hand is the engine's deadline; `ended_by_timer`: the end
@@ -161,6 +164,7 @@ where
             sleep: None,
             socket_first: true,
             exhausted: false,
+            socket_waker: Waker::noop().clone(),
             sleep_polled: false,
             read_idle: false,
             end: None,
@@ -181,14 +185,19 @@ where
     pub(crate) fn run(mut self) -> impl Future<Output = (EndReason, Stats)> {
         let mut open = Some(Open::new(A::ROLE));
         let local = std::sync::Arc::new(LocalWake::default());
-        let waker = LocalWake::waker(&local);
+        let wakers = LocalWake::wakers(&local);
+        self.socket_waker = wakers.socket.clone();
         poll_fn(move |cx| {
             self.exhausted = false;
-            let polled = local.poll(cx, &waker, |cx| {
+            let polled = local.poll(cx, |woken| {
+                // Taken before anything else: a wake-up is handed over once.
+                if woken & SOCKET != 0 {
+                    self.read_idle = false;
+                }
                 if self.exhausted {
                     return Poll::Pending;
                 }
-                self.poll_drive(cx)
+                self.poll_drive(&mut Context::from_waker(&wakers.other))
             });
             if self.exhausted {
                 // Out of budget: back in the executor's queue, behind the
@@ -211,7 +220,6 @@ where
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut budget = BUDGET;
-        self.read_idle = false;
         self.sleep_polled = false;
         // A deadline that has come is fed before anything is written: the
         // write stall is judged on what the transport took before it, not
@@ -223,9 +231,9 @@ where
         loop {
             // Drain the engine: events may queue frames, sending frames may
             // raise events (`Writable`); stop when neither moves.
-            while self.deliver(cx) | self.transmit(cx) {}
+            while self.deliver(cx) | self.transmit() {}
             if self.reading == Reading::Fused && self.out.is_none() && {
-                self.flush(cx);
+                self.flush();
                 !self.unflushed
             } {
                 // Everything the engine wanted to say is written; the peer's
@@ -238,7 +246,8 @@ where
             if self.engine.is_closed() && self.parked.is_none() {
                 // Flush a close echo tungstenite may have queued; a peer
                 // that does not read gets no more of our time.
-                let _ = Pin::new(&mut self.ws).poll_flush(cx);
+                let _ =
+                    Pin::new(&mut self.ws).poll_flush(&mut Context::from_waker(&self.socket_waker));
                 return Poll::Ready(());
             }
             let inputs: [fn(&mut Self, &mut Context<'_>) -> bool; 2] = if self.socket_first {
@@ -251,7 +260,7 @@ where
             if !fed {
                 // Idle: write out what this poll produced, in one go, before
                 // waiting.
-                if self.flush(cx) {
+                if self.flush() {
                     continue;
                 }
                 return Poll::Pending;
@@ -259,7 +268,7 @@ where
             self.socket_first = !self.socket_first;
             budget -= 1;
             if budget == 0 {
-                self.flush(cx);
+                self.flush();
                 self.exhausted = true;
                 return Poll::Pending;
             }
@@ -301,7 +310,7 @@ where
     /// Moves queued frames into the socket (tungstenite writes once its
     /// buffer passes `write_buffer_size`; the rest is flushed when the
     /// driver goes idle); true if the engine gave up any frame.
-    fn transmit(&mut self, cx: &mut Context<'_>) -> bool {
+    fn transmit(&mut self) -> bool {
         let mut popped = false;
         loop {
             if self.out.is_none() {
@@ -316,7 +325,7 @@ where
                 }
                 self.out = Some(message);
             }
-            match Pin::new(&mut self.ws).poll_ready(cx) {
+            match Pin::new(&mut self.ws).poll_ready(&mut Context::from_waker(&self.socket_waker)) {
                 Poll::Pending => break,
                 Poll::Ready(Err(e)) => {
                     self.write_failed(&e);
@@ -338,11 +347,11 @@ where
 
     /// Flushes what the socket accepted; true if that changed the session
     /// (a write failed), so the caller goes round again.
-    fn flush(&mut self, cx: &mut Context<'_>) -> bool {
+    fn flush(&mut self) -> bool {
         if !self.unflushed {
             return false;
         }
-        match Pin::new(&mut self.ws).poll_flush(cx) {
+        match Pin::new(&mut self.ws).poll_flush(&mut Context::from_waker(&self.socket_waker)) {
             Poll::Ready(Ok(())) => {
                 self.unflushed = false;
                 false
@@ -409,7 +418,9 @@ where
     }
 
     /// Feeds one inbound message, if the engine wants one and one is there.
-    fn read(&mut self, cx: &mut Context<'_>) -> bool {
+    // The socket is polled with its own waker; the argument matches
+    // `command`'s, as the two take turns.
+    fn read(&mut self, _: &mut Context<'_>) -> bool {
         if self.reading != Reading::Open
             || self.read_idle
             || self.parked.is_some()
@@ -417,7 +428,7 @@ where
         {
             return false;
         }
-        let polled = Pin::new(&mut self.ws).poll_next(cx);
+        let polled = Pin::new(&mut self.ws).poll_next(&mut Context::from_waker(&self.socket_waker));
         let Poll::Ready(item) = polled else {
             self.read_idle = true;
             return false;

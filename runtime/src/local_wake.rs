@@ -16,8 +16,8 @@
 //! reaches the executor.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::task::{Context, Wake, Waker};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
@@ -26,15 +26,28 @@ use futures_util::task::AtomicWaker;
 /// past them it yields to the executor like any task.
 const REPOLLS: u32 = 8;
 
+/// The part of the driver that woke it: the socket.
+pub(crate) const SOCKET: u8 = 1;
+/// The part of the driver that woke it: anything else (the timer, the
+/// application's channels, the handler).
+pub(crate) const OTHER: u8 = 2;
+
 /// See the [module](self).
 #[derive(Default)]
 pub(crate) struct LocalWake {
-    woken: AtomicBool,
+    /// Which parts woke the driver since its last poll began.
+    woken: AtomicU8,
     polling: AtomicBool,
     task: AtomicWaker,
 }
 
-impl Wake for LocalWake {
+/// The waker of one part of the driver.
+struct Part {
+    local: Arc<LocalWake>,
+    bit: u8,
+}
+
+impl Wake for Part {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -43,41 +56,57 @@ impl Wake for LocalWake {
         // Sequentially consistent with the end of a poll (see `poll`):
         // either the driver sees `woken` and polls again, or this sees
         // `polling` cleared and wakes the task.
-        self.woken.store(true, SeqCst);
-        if !self.polling.load(SeqCst) {
-            self.task.wake();
+        self.local.woken.fetch_or(self.bit, SeqCst);
+        if !self.local.polling.load(SeqCst) {
+            self.local.task.wake();
         }
     }
 }
 
+/// The wakers of the driver's parts, made once per connection.
+pub(crate) struct Wakers {
+    /// For every use of the socket: reads, writes, flushes.
+    pub(crate) socket: Waker,
+    /// For everything else.
+    pub(crate) other: Waker,
+}
+
 impl LocalWake {
-    /// A waker for `this`, made once per connection.
-    pub(crate) fn waker(this: &Arc<Self>) -> Waker {
-        Waker::from(Arc::clone(this))
+    /// The wakers of `this`'s parts.
+    pub(crate) fn wakers(this: &Arc<Self>) -> Wakers {
+        let part = |bit| {
+            Waker::from(Arc::new(Part {
+                local: Arc::clone(this),
+                bit,
+            }))
+        };
+        Wakers {
+            socket: part(SOCKET),
+            other: part(OTHER),
+        }
     }
 
-    /// Polls `f` with `local` (the waker of `self`) as the task `cx`'s
-    /// turn: again while something woke it during the poll, up to
-    /// [`REPOLLS`] times, then yields (the task is woken to come back).
+    /// Polls `f` as the task `cx`'s turn, handing it which parts woke the
+    /// driver since its last poll (`f` must act on them: they are not
+    /// handed over again): again while a part woke it during the poll, up
+    /// to [`REPOLLS`] times, then yields (the task is woken to come back).
     pub(crate) fn poll<T>(
         &self,
         cx: &mut Context<'_>,
-        local: &Waker,
-        mut f: impl FnMut(&mut Context<'_>) -> std::task::Poll<T>,
-    ) -> std::task::Poll<T> {
+        mut f: impl FnMut(u8) -> Poll<T>,
+    ) -> Poll<T> {
         self.task.register(cx.waker());
-        let mut inner = Context::from_waker(local);
         for _ in 0..REPOLLS {
             self.polling.store(true, SeqCst);
-            self.woken.store(false, SeqCst);
-            let polled = f(&mut inner);
+            let woken = self.woken.swap(0, SeqCst);
+            let polled = f(woken);
             self.polling.store(false, SeqCst);
-            if polled.is_ready() || !self.woken.swap(false, SeqCst) {
+            if polled.is_ready() || self.woken.load(SeqCst) == 0 {
                 return polled;
             }
         }
         cx.waker().wake_by_ref();
-        std::task::Poll::Pending
+        Poll::Pending
     }
 }
 
@@ -87,7 +116,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Poll, Wake, Waker};
 
-    use super::{LocalWake, REPOLLS};
+    use super::{LocalWake, REPOLLS, SOCKET, Wakers};
 
     #[derive(Default)]
     struct Count(AtomicUsize);
@@ -104,36 +133,44 @@ mod tests {
         }
     }
 
-    /// One turn of a task whose driver poll is `f`: what it returned, and
-    /// the count of the task's own wake-ups.
-    fn turn(f: impl FnMut(&mut Context<'_>) -> Poll<()>) -> (Poll<()>, Arc<Count>) {
+    /// One turn of a task whose driver poll is `f` (handed the parts'
+    /// wakers and which parts woke it): what it returned, and the count of
+    /// the task's own wake-ups.
+    fn turn(mut f: impl FnMut(&Wakers, u8) -> Poll<()>) -> (Poll<()>, Arc<Count>) {
         let count = Arc::new(Count::default());
         let waker = Waker::from(Arc::clone(&count));
         let local = Arc::new(LocalWake::default());
-        let inner = LocalWake::waker(&local);
-        let polled = local.poll(&mut Context::from_waker(&waker), &inner, f);
+        let wakers = LocalWake::wakers(&local);
+        let polled = local.poll(&mut Context::from_waker(&waker), |woken| f(&wakers, woken));
         (polled, count)
     }
 
     #[test]
     fn a_wake_during_the_poll_polls_again_without_waking_the_task() {
         let mut polls = 0;
-        let (polled, woken) = turn(|cx| {
+        let mut parts = Vec::new();
+        let (polled, woken) = turn(|wakers, by| {
             polls += 1;
+            parts.push(by);
             if polls == 1 {
-                cx.waker().wake_by_ref();
+                wakers.socket.wake_by_ref();
             }
             Poll::Pending
         });
         assert!(polled.is_pending());
         assert_eq!((polls, woken.get()), (2, 0));
+        assert_eq!(
+            parts,
+            [0, SOCKET],
+            "the second poll knows the socket woke it"
+        );
     }
 
     #[test]
     fn a_wake_between_polls_wakes_the_task() {
         let mut kept = None;
-        let (_, woken) = turn(|cx| {
-            kept = Some(cx.waker().clone());
+        let (_, woken) = turn(|wakers, _| {
+            kept = Some(wakers.other.clone());
             Poll::Pending
         });
         assert_eq!(woken.get(), 0);
@@ -144,9 +181,9 @@ mod tests {
     #[test]
     fn a_part_that_always_wakes_yields_to_the_executor() {
         let mut polls = 0;
-        let (polled, woken) = turn(|cx| {
+        let (polled, woken) = turn(|wakers, _| {
             polls += 1;
-            cx.waker().wake_by_ref();
+            wakers.other.wake_by_ref();
             Poll::Pending
         });
         assert!(polled.is_pending());
