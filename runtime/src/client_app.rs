@@ -152,15 +152,16 @@ impl ClientApp {
         };
         let id = request.id().to_owned();
         let span = telemetry::request_span(Role::Client, "server_request", "in", &id);
-        let response = AssertUnwindSafe(handler(request).instrument(span)).catch_unwind();
-        let mut running = response.map(move |response| (id, response.ok())).boxed();
+        let mut response = AssertUnwindSafe(handler(request).instrument(span)).catch_unwind();
         // A handler that answers at once is answered now, in the same turn
-        // of the driver (no extra round through the running set).
-        if let Some((id, response)) = (&mut running).now_or_never() {
-            respond(engine, &id, response.as_ref(), now);
+        // of the driver: no extra round through the running set, and no
+        // second box for its future.
+        if let Some(response) = (&mut response).now_or_never() {
+            respond(engine, &id, response.ok().as_ref(), now);
             return;
         }
-        self.running.push(running);
+        self.running
+            .push(response.map(move |response| (id, response.ok())).boxed());
     }
 }
 
