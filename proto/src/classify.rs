@@ -72,15 +72,14 @@ pub fn classify_server(text: &str) -> ServerFrame<'_> {
             None => ServerFrame::Junk,
         },
         Server::BadRequest { id, message } => ServerFrame::BadRequest { id, message },
-        Server::Response(r) => match r.body.map(json) {
-            Some(None) => ServerFrame::Junk,
-            body => ServerFrame::Response(ServerResponse {
-                id: r.id,
-                status: r.head,
-                headers: r.headers.to_headers(),
-                body: body.flatten(),
-            }),
-        },
+        Server::Response(r) => r
+            .into_wire(|id, status, headers, body| ServerResponse {
+                id,
+                status,
+                headers,
+                body,
+            })
+            .map_or(ServerFrame::Junk, ServerFrame::Response),
         Server::Junk => ServerFrame::Junk,
     }
 }
@@ -93,15 +92,14 @@ pub fn classify_server(text: &str) -> ServerFrame<'_> {
 pub fn classify_client(text: &str) -> ClientFrame<'_> {
     match client(text) {
         Client::Response(r) => ClientFrame::Response(r),
-        Client::Request(r) => match r.body.map(json) {
-            Some(None) => ClientFrame::Junk,
-            body => ClientFrame::Request(ServerRequest {
-                id: r.id,
-                method: r.head,
-                headers: r.headers.to_headers(),
-                body: body.flatten(),
-            }),
-        },
+        Client::Request(r) => r
+            .into_wire(|id, method, headers, body| ServerRequest {
+                id,
+                method,
+                headers,
+                body,
+            })
+            .map_or(ClientFrame::Junk, ClientFrame::Request),
         Client::StreamError { code, message } => match json(message) {
             Some(message) => ClientFrame::Error(ResponseError { code, message }),
             None => ClientFrame::Junk,
@@ -132,6 +130,22 @@ pub struct Http<'a, H> {
     pub headers: RawHeaders<'a>,
     /// The body's raw JSON text; `None` when absent or `null`.
     pub body: Option<&'a str>,
+}
+
+impl<'a, H> Http<'a, H> {
+    /// The envelope as a wire type `make` builds from its parts, the body
+    /// parsed as a [`Json`]; `None` if the body does not parse (only the
+    /// public classification pays for that second parse).
+    fn into_wire<T>(
+        self,
+        make: impl FnOnce(Cow<'a, str>, H, Headers<'a>, Option<Json<'a>>) -> T,
+    ) -> Option<T> {
+        let body = match self.body {
+            Some(raw) => Some(json(raw)?),
+            None => None,
+        };
+        Some(make(self.id, self.head, self.headers.to_headers(), body))
+    }
 }
 
 /// A frame a server receives while streaming, as a session reads it: the
