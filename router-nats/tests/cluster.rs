@@ -115,12 +115,7 @@ async fn newer_connection_on_other_node_takes_over() {
     let _new = named_client(Tokio, &b, "sess-moving", "new-on-b").await;
     // Node A gives the id up when it reads B's claim notice (one NATS hop,
     // no event of A's to await from here).
-    assert!(
-        common::eventually(Duration::from_secs(5), || !a
-            .registry
-            .contains("sess-moving"))
-        .await
-    );
+    assert!(a.gives_up("sess-moving").await);
     assert_eq!(a.router.owned(), 0);
     assert_eq!(b.router.owned(), 1);
     for bridge in [&a.registry, &b.registry, &c.registry] {
@@ -134,9 +129,9 @@ async fn takeover_back_and_forth_ends_with_the_newest() {
     let (a, b) = pair(options()).await;
     let _first = named_client(Tokio, &a, "sess-ping", "first-on-a").await;
     let _second = named_client(Tokio, &b, "sess-ping", "second-on-b").await;
-    assert!(common::eventually(Duration::from_secs(5), || !a.registry.contains("sess-ping")).await);
+    assert!(a.gives_up("sess-ping").await);
     let _third = named_client(Tokio, &a, "sess-ping", "third-on-a").await;
-    assert!(common::eventually(Duration::from_secs(5), || !b.registry.contains("sess-ping")).await);
+    assert!(b.gives_up("sess-ping").await);
     let answer = b.registry.request("sess-ping", ask()).await.unwrap();
     assert_eq!(answered_by(&answer), "third-on-a");
 }
@@ -168,12 +163,7 @@ async fn reply_from_a_node_that_lost_the_id_is_dropped() {
     asked.recv().await.expect("the old client got the request");
 
     let _new = named_client(Tokio, &b, "sess-stale", "new-on-b").await;
-    assert!(
-        common::eventually(Duration::from_secs(5), || !a
-            .registry
-            .contains("sess-stale"))
-        .await
-    );
+    assert!(a.gives_up("sess-stale").await);
     release.notify_one();
     // A's answer is dropped and its heartbeats stopped: the call fails
     // (the request went to A alone), never with the stale answer.

@@ -236,3 +236,11 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
     }
     condition()
 }
+
+impl Node {
+    /// Whether this node gives `id` up within 5 s, once it has read another
+    /// node's newer claim (one NATS hop, no event to await from a test).
+    pub async fn gives_up(&self, id: &str) -> bool {
+        eventually(Duration::from_secs(5), || !self.registry.contains(id)).await
+    }
+}
