@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
+use hashbrown::hash_table::{Entry, OccupiedEntry};
 
 use crate::error::{Error, Outcome};
 use crate::fx::FxBuild;
@@ -199,10 +199,7 @@ impl<V, I: Id, S: BuildHasher + Default> Pending<V, I, S> {
         let entry = self.slots.find_entry(hash, |slot| slot.id.is(id)).ok()?;
         let answered = answer(&entry.get().value);
         if answered.is_ok() {
-            let (slot, _) = entry.remove();
-            if let Some(d) = slot.deadline {
-                self.deadlines.remove(&(d, slot.seq));
-            }
+            take(entry, &mut self.deadlines);
         }
         Some(answered)
     }
@@ -210,14 +207,8 @@ impl<V, I: Id, S: BuildHasher + Default> Pending<V, I, S> {
     /// Ends a request by its answer, handing back its owned id.
     pub(crate) fn remove_entry(&mut self, id: &str) -> Option<(String, V)> {
         let hash = self.hasher.hash_one(id);
-        let (slot, _) = self
-            .slots
-            .find_entry(hash, |slot| slot.id.is(id))
-            .ok()?
-            .remove();
-        if let Some(d) = slot.deadline {
-            self.deadlines.remove(&(d, slot.seq));
-        }
+        let entry = self.slots.find_entry(hash, |slot| slot.id.is(id)).ok()?;
+        let slot = take(entry, &mut self.deadlines);
         Some((slot.id.into_string(), slot.value))
     }
 
@@ -237,9 +228,7 @@ impl<V, I: Id, S: BuildHasher + Default> Pending<V, I, S> {
             .collect();
         due.sort_unstable_by_key(|slot| (slot.deadline, slot.seq));
         for slot in &due {
-            if let Some(d) = slot.deadline {
-                self.deadlines.remove(&(d, slot.seq));
-            }
+            unschedule(&mut self.deadlines, slot);
         }
         due.into_iter()
             .map(|slot| (slot.id.into_string(), slot.value))
@@ -254,6 +243,24 @@ impl<V, I: Id, S: BuildHasher + Default> Pending<V, I, S> {
         all.into_iter()
             .map(|slot| (slot.id.into_string(), slot.value))
             .collect()
+    }
+}
+
+/// Takes the slot of `entry` out of its table, and its deadline out of
+/// `deadlines`.
+fn take<V, I>(
+    entry: OccupiedEntry<'_, Slot<V, I>>,
+    deadlines: &mut BTreeSet<(Instant, u64)>,
+) -> Slot<V, I> {
+    let (slot, _) = entry.remove();
+    unschedule(deadlines, &slot);
+    slot
+}
+
+/// Takes `slot`'s deadline, if it has one, out of `deadlines`.
+fn unschedule<V, I>(deadlines: &mut BTreeSet<(Instant, u64)>, slot: &Slot<V, I>) {
+    if let Some(d) = slot.deadline {
+        deadlines.remove(&(d, slot.seq));
     }
 }
 
