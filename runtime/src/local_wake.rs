@@ -13,10 +13,7 @@
 //! [`LocalWake`] notes a wake-up that comes while the driver is polling,
 //! and the driver polls again before it returns; only a wake-up from
 //! outside a poll (the peer's bytes, another task's request, a timer)
-//! reaches the executor. Each part has a waker of its own, so the driver
-//! also knows which part woke it: a socket found idle is not read again
-//! (tungstenite zeroes its read buffer before every attempt) until the
-//! socket itself wakes it.
+//! reaches the executor.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
