@@ -11,7 +11,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_tungstenite::WebSocketStream;
@@ -21,7 +21,7 @@ use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
 use wirestream_proto::{CloseCode, EndReason, Engine, Inbound, Stats};
 
-use crate::local_wake::{LocalWake, SOCKET};
+use crate::local_wake::LocalWake;
 use crate::rt::Runtime;
 use crate::socket::{Direction, Tap, close_code, to_message};
 use crate::telemetry::{self, Open, Role, Traffic};
@@ -117,16 +117,13 @@ pub(crate) struct Driver<R: Runtime, S, A: Application> {
     now: Instant,
     /// The armed sleep was polled (and is pending) in this poll of the task.
     sleep_polled: bool,
-    /// The waker every use of the socket registers: the socket's own part
-    /// of the driver's [`LocalWake`].
-    socket_waker: Waker,
     /// This turn of the task fed [`BUDGET`] inputs: it yields to the
     /// executor.
     exhausted: bool,
     /// Alternates which input is tried first, for fairness.
     socket_first: bool,
-    /// The socket had nothing to read, and has not woken the driver since:
-    /// it is not asked again until it does (its waker is registered).
+    /// The socket had nothing to read earlier in this poll; its waker is
+    /// registered, so it is not asked again until the task is woken.
     read_idle: bool,
     end: Option<EndReason>,
     /// The input at hand is the engine's deadline; `ended_by_timer`: the end
@@ -164,7 +161,6 @@ where
             sleep: None,
             socket_first: true,
             exhausted: false,
-            socket_waker: Waker::noop().clone(),
             sleep_polled: false,
             read_idle: false,
             end: None,
@@ -185,19 +181,14 @@ where
     pub(crate) fn run(mut self) -> impl Future<Output = (EndReason, Stats)> {
         let mut open = Some(Open::new(A::ROLE));
         let local = std::sync::Arc::new(LocalWake::default());
-        let wakers = LocalWake::wakers(&local);
-        self.socket_waker = wakers.socket.clone();
+        let waker = LocalWake::waker(&local);
         poll_fn(move |cx| {
             self.exhausted = false;
-            let polled = local.poll(cx, |woken| {
-                // Taken before anything else: a wake-up is handed over once.
-                if woken & SOCKET != 0 {
-                    self.read_idle = false;
-                }
+            let polled = local.poll(cx, &waker, |cx| {
                 if self.exhausted {
                     return Poll::Pending;
                 }
-                self.poll_drive(&mut Context::from_waker(&wakers.other))
+                self.poll_drive(cx)
             });
             if self.exhausted {
                 // Out of budget: back in the executor's queue, behind the
@@ -220,6 +211,7 @@ where
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut budget = BUDGET;
+        self.read_idle = false;
         self.sleep_polled = false;
         // A deadline that has come is fed before anything is written: the
         // write stall is judged on what the transport took before it, not
@@ -231,9 +223,9 @@ where
         loop {
             // Drain the engine: events may queue frames, sending frames may
             // raise events (`Writable`); stop when neither moves.
-            while self.deliver(cx) | self.transmit() {}
+            while self.deliver(cx) | self.transmit(cx) {}
             if self.reading == Reading::Fused && self.out.is_none() && {
-                self.flush();
+                self.flush(cx);
                 !self.unflushed
             } {
                 // Everything the engine wanted to say is written; the peer's
@@ -246,8 +238,7 @@ where
             if self.engine.is_closed() && self.parked.is_none() {
                 // Flush a close echo tungstenite may have queued; a peer
                 // that does not read gets no more of our time.
-                let _ =
-                    Pin::new(&mut self.ws).poll_flush(&mut Context::from_waker(&self.socket_waker));
+                let _ = Pin::new(&mut self.ws).poll_flush(cx);
                 return Poll::Ready(());
             }
             let inputs: [fn(&mut Self, &mut Context<'_>) -> bool; 2] = if self.socket_first {
@@ -260,7 +251,7 @@ where
             if !fed {
                 // Idle: write out what this poll produced, in one go, before
                 // waiting.
-                if self.flush() {
+                if self.flush(cx) {
                     continue;
                 }
                 return Poll::Pending;
@@ -268,7 +259,7 @@ where
             self.socket_first = !self.socket_first;
             budget -= 1;
             if budget == 0 {
-                self.flush();
+                self.flush(cx);
                 self.exhausted = true;
                 return Poll::Pending;
             }
@@ -310,7 +301,7 @@ where
     /// Moves queued frames into the socket (tungstenite writes once its
     /// buffer passes `write_buffer_size`; the rest is flushed when the
     /// driver goes idle); true if the engine gave up any frame.
-    fn transmit(&mut self) -> bool {
+    fn transmit(&mut self, cx: &mut Context<'_>) -> bool {
         let mut popped = false;
         loop {
             if self.out.is_none() {
@@ -325,7 +316,7 @@ where
                 }
                 self.out = Some(message);
             }
-            match Pin::new(&mut self.ws).poll_ready(&mut Context::from_waker(&self.socket_waker)) {
+            match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Err(e)) => {
                     self.write_failed(&e);
@@ -347,11 +338,11 @@ where
 
     /// Flushes what the socket accepted; true if that changed the session
     /// (a write failed), so the caller goes round again.
-    fn flush(&mut self) -> bool {
+    fn flush(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.unflushed {
             return false;
         }
-        match Pin::new(&mut self.ws).poll_flush(&mut Context::from_waker(&self.socket_waker)) {
+        match Pin::new(&mut self.ws).poll_flush(cx) {
             Poll::Ready(Ok(())) => {
                 self.unflushed = false;
                 false
@@ -418,9 +409,7 @@ where
     }
 
     /// Feeds one inbound message, if the engine wants one and one is there.
-    // The socket is polled with its own waker; the argument matches
-    // `command`'s, as the two take turns.
-    fn read(&mut self, _: &mut Context<'_>) -> bool {
+    fn read(&mut self, cx: &mut Context<'_>) -> bool {
         if self.reading != Reading::Open
             || self.read_idle
             || self.parked.is_some()
@@ -428,7 +417,7 @@ where
         {
             return false;
         }
-        let polled = Pin::new(&mut self.ws).poll_next(&mut Context::from_waker(&self.socket_waker));
+        let polled = Pin::new(&mut self.ws).poll_next(cx);
         let Poll::Ready(item) = polled else {
             self.read_idle = true;
             return false;

@@ -16,8 +16,8 @@
 //! reaches the executor.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::task::{Context, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
@@ -26,28 +26,15 @@ use futures_util::task::AtomicWaker;
 /// past them it yields to the executor like any task.
 const REPOLLS: u32 = 8;
 
-/// The part of the driver that woke it: the socket.
-pub(crate) const SOCKET: u8 = 1;
-/// The part of the driver that woke it: anything else (the timer, the
-/// application's channels, the handler).
-pub(crate) const OTHER: u8 = 2;
-
 /// See the [module](self).
 #[derive(Default)]
 pub(crate) struct LocalWake {
-    /// Which parts woke the driver since its last poll began.
-    woken: AtomicU8,
+    woken: AtomicBool,
     polling: AtomicBool,
     task: AtomicWaker,
 }
 
-/// The waker of one part of the driver.
-struct Part {
-    local: Arc<LocalWake>,
-    bit: u8,
-}
-
-impl Wake for Part {
+impl Wake for LocalWake {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -56,57 +43,41 @@ impl Wake for Part {
         // Sequentially consistent with the end of a poll (see `poll`):
         // either the driver sees `woken` and polls again, or this sees
         // `polling` cleared and wakes the task.
-        self.local.woken.fetch_or(self.bit, SeqCst);
-        if !self.local.polling.load(SeqCst) {
-            self.local.task.wake();
+        self.woken.store(true, SeqCst);
+        if !self.polling.load(SeqCst) {
+            self.task.wake();
         }
     }
-}
-
-/// The wakers of the driver's parts, made once per connection.
-pub(crate) struct Wakers {
-    /// For every use of the socket: reads, writes, flushes.
-    pub(crate) socket: Waker,
-    /// For everything else.
-    pub(crate) other: Waker,
 }
 
 impl LocalWake {
-    /// The wakers of `this`'s parts.
-    pub(crate) fn wakers(this: &Arc<Self>) -> Wakers {
-        let part = |bit| {
-            Waker::from(Arc::new(Part {
-                local: Arc::clone(this),
-                bit,
-            }))
-        };
-        Wakers {
-            socket: part(SOCKET),
-            other: part(OTHER),
-        }
+    /// A waker for `this`, made once per connection.
+    pub(crate) fn waker(this: &Arc<Self>) -> Waker {
+        Waker::from(Arc::clone(this))
     }
 
-    /// Polls `f` as the task `cx`'s turn, handing it which parts woke the
-    /// driver since its last poll (`f` must act on them: they are not
-    /// handed over again): again while a part woke it during the poll, up
-    /// to [`REPOLLS`] times, then yields (the task is woken to come back).
+    /// Polls `f` with `local` (the waker of `self`) as the task `cx`'s
+    /// turn: again while something woke it during the poll, up to
+    /// [`REPOLLS`] times, then yields (the task is woken to come back).
     pub(crate) fn poll<T>(
         &self,
         cx: &mut Context<'_>,
-        mut f: impl FnMut(u8) -> Poll<T>,
-    ) -> Poll<T> {
+        local: &Waker,
+        mut f: impl FnMut(&mut Context<'_>) -> std::task::Poll<T>,
+    ) -> std::task::Poll<T> {
         self.task.register(cx.waker());
+        let mut inner = Context::from_waker(local);
         for _ in 0..REPOLLS {
             self.polling.store(true, SeqCst);
-            let woken = self.woken.swap(0, SeqCst);
-            let polled = f(woken);
+            self.woken.store(false, SeqCst);
+            let polled = f(&mut inner);
             self.polling.store(false, SeqCst);
-            if polled.is_ready() || self.woken.load(SeqCst) == 0 {
+            if polled.is_ready() || !self.woken.swap(false, SeqCst) {
                 return polled;
             }
         }
         cx.waker().wake_by_ref();
-        Poll::Pending
+        std::task::Poll::Pending
     }
 }
 
@@ -116,7 +87,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Poll, Wake, Waker};
 
-    use super::{LocalWake, REPOLLS, SOCKET, Wakers};
+    use super::{LocalWake, REPOLLS};
 
     #[derive(Default)]
     struct Count(AtomicUsize);
@@ -133,44 +104,36 @@ mod tests {
         }
     }
 
-    /// One turn of a task whose driver poll is `f` (handed the parts'
-    /// wakers and which parts woke it): what it returned, and the count of
-    /// the task's own wake-ups.
-    fn turn(mut f: impl FnMut(&Wakers, u8) -> Poll<()>) -> (Poll<()>, Arc<Count>) {
+    /// One turn of a task whose driver poll is `f`: what it returned, and
+    /// the count of the task's own wake-ups.
+    fn turn(f: impl FnMut(&mut Context<'_>) -> Poll<()>) -> (Poll<()>, Arc<Count>) {
         let count = Arc::new(Count::default());
         let waker = Waker::from(Arc::clone(&count));
         let local = Arc::new(LocalWake::default());
-        let wakers = LocalWake::wakers(&local);
-        let polled = local.poll(&mut Context::from_waker(&waker), |woken| f(&wakers, woken));
+        let inner = LocalWake::waker(&local);
+        let polled = local.poll(&mut Context::from_waker(&waker), &inner, f);
         (polled, count)
     }
 
     #[test]
     fn a_wake_during_the_poll_polls_again_without_waking_the_task() {
         let mut polls = 0;
-        let mut parts = Vec::new();
-        let (polled, woken) = turn(|wakers, by| {
+        let (polled, woken) = turn(|cx| {
             polls += 1;
-            parts.push(by);
             if polls == 1 {
-                wakers.socket.wake_by_ref();
+                cx.waker().wake_by_ref();
             }
             Poll::Pending
         });
         assert!(polled.is_pending());
         assert_eq!((polls, woken.get()), (2, 0));
-        assert_eq!(
-            parts,
-            [0, SOCKET],
-            "the second poll knows the socket woke it"
-        );
     }
 
     #[test]
     fn a_wake_between_polls_wakes_the_task() {
         let mut kept = None;
-        let (_, woken) = turn(|wakers, _| {
-            kept = Some(wakers.other.clone());
+        let (_, woken) = turn(|cx| {
+            kept = Some(cx.waker().clone());
             Poll::Pending
         });
         assert_eq!(woken.get(), 0);
@@ -181,9 +144,9 @@ mod tests {
     #[test]
     fn a_part_that_always_wakes_yields_to_the_executor() {
         let mut polls = 0;
-        let (polled, woken) = turn(|wakers, _| {
+        let (polled, woken) = turn(|cx| {
             polls += 1;
-            wakers.other.wake_by_ref();
+            cx.waker().wake_by_ref();
             Poll::Pending
         });
         assert!(polled.is_pending());
