@@ -281,6 +281,28 @@ async fn hostile_ids_cannot_reach_other_subjects() {
     assert_eq!(b.router.pending(), 0);
 }
 
+/// §4.1: an id longer than the router's `max_id_len` is never routed, even
+/// to a node that owns it; one at the limit is.
+#[tokio::test]
+async fn ids_over_the_length_limit_are_not_routed() {
+    let nats = nats();
+    let opts = options();
+    let a = node(Tokio, &nats, opts.clone()).await;
+    let mut short = opts;
+    short.max_id_len = 8;
+    let b = node(Tokio, &nats, short).await;
+    let _at = named_client(Tokio, &a, "12345678", "at-the-limit").await;
+    let _over = named_client(Tokio, &a, "123456789", "over-the-limit").await;
+    let answer = b.registry.request("12345678", ask()).await.unwrap();
+    assert_eq!(answered_by(&answer), "at-the-limit");
+    // Node A owns it (the client registered it), yet B never asks.
+    assert_eq!(
+        b.registry.request("123456789", ask()).await.unwrap_err(),
+        RequestFailed::UnknownSession
+    );
+    assert_eq!(b.router.pending(), 0);
+}
+
 #[tokio::test]
 async fn connection_end_releases_its_ids() {
     let (a, b) = pair(options()).await;
